@@ -1,0 +1,442 @@
+"""TOML -> typed, validated settings.
+
+Precedence: command-line flags > ``QMIRROR_*`` environment > the TOML file > defaults.
+Every key is documented in ``config.example.toml``; an unknown key or a bad value raises
+``ConfigError`` whose one-line message names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from quarantine.findings import Severity
+from quarantine.policy import DEFAULT_SEVERITY_ACTIONS, Action, Policy
+
+ENV_PREFIX = "QMIRROR_"
+DEFAULT_CONFIG_NAME = "qmirror.toml"
+
+
+class ConfigError(Exception):
+    """A bad config file, key or value. ``str()`` is the whole one-line message."""
+
+
+# ---------------------------------------------------------------- value parsers
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"3d"``, ``"12h"``, ``"90m"``, ``"1w"``, ``"0"`` or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '3d', '12h' or '0'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as '3d', '12h' or '0'")
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def parse_size(value: Any) -> int:
+    """``"500MB"``, ``"2GiB"``, or a number of bytes; 0 means no limit."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as '500MB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size such as '500MB' or '2GiB'")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"{value!r} is not true or false")
+
+
+def _int(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        number = int(value)
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}")
+        return number
+
+    return parse
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be greater than 0")
+    return number
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):  # from the environment: comma-separated
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def _requirements(value: Any) -> tuple[Requirement, ...]:
+    requirements = []
+    for index, text in enumerate(_str_list(value)):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            reason = str(error).splitlines()[0]
+            raise ValueError(f"item {index + 1} {text!r} is not a requirement: {reason}") from None
+        if requirement.url:
+            raise ValueError(f"item {index + 1} {text!r}: direct URL requirements are not mirrored")
+        requirements.append(requirement)
+    return tuple(requirements)
+
+
+def _http_url(value: Any) -> str:
+    url = _str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url if url.endswith("/") else url + "/"
+
+
+def _public_url(value: Any) -> str:
+    return "" if value == "" else _http_url(value)
+
+
+def _bind(value: Any) -> str:
+    text = _str(value).strip()
+    if text.startswith("unix:"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return text
+
+
+def _python_versions(value: Any) -> tuple[str, ...]:
+    versions = _str_list(value)
+    for version in versions:
+        if not re.fullmatch(r"3\.\d+", version):
+            raise ValueError(f"{version!r} is not a Python version such as '3.12'")
+    return versions
+
+
+PLATFORMS = ("linux-x86_64", "linux-aarch64", "macos-arm64", "macos-x86_64", "windows-amd64")
+
+
+def _platforms(value: Any) -> tuple[str, ...]:
+    platforms = _str_list(value)
+    for platform in platforms:
+        if platform not in PLATFORMS:
+            raise ValueError(f"{platform!r} is not one of {', '.join(PLATFORMS)}")
+    return platforms
+
+
+def _choice(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _str(value)
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _action(value: Any) -> Action:
+    return Action(_choice(*(a.value for a in Action))(value))
+
+
+# ---------------------------------------------------------------- settings
+
+
+def _key(parser: Callable[[Any], Any], default: Any) -> Any:
+    """A settings field: its default and the parser that validates a raw value."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: default, metadata={"parse": parser})
+    return field(default=default, metadata={"parse": parser})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    bind: str = _key(_bind, "127.0.0.1:8080")
+    workers: int = _key(_int(0), 0)  # 0: from the CPU count
+    threads: int = _key(_int(1), 4)
+    public_url: str = _key(_public_url, "")
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    url: str = _key(_http_url, "https://pypi.org/simple/")
+    timeout: float = _key(_float, 30.0)
+    retries: int = _key(_int(0), 3)
+    concurrency: int = _key(_int(1), 4)
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    projects: tuple[Requirement, ...] = _key(_requirements, (Requirement("flask>=3"),))
+    dependencies: bool = _key(_bool, True)
+    prereleases: bool = _key(_bool, False)
+    python_versions: tuple[str, ...] = _key(_python_versions, ("3.11", "3.12", "3.13", "3.14"))
+    platforms: tuple[str, ...] = _key(_platforms, ("linux-x86_64", "macos-arm64", "windows-amd64"))
+    wheels: bool = _key(_bool, True)
+    sdists: bool = _key(_bool, True)
+    max_file_size: int = _key(parse_size, parse_size("1GiB"))
+    releases: int = _key(_int(0), 0)  # newest N matching releases per project; 0 = all
+
+
+@dataclass(frozen=True)
+class ProjectPolicy:
+    allow: tuple[str, ...] = ()
+    cooldown: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    cooldown: timedelta = _key(parse_duration, timedelta(days=3))
+    severity: Mapping[str, Action] = field(default_factory=dict)
+    checks: Mapping[str, Action] = field(default_factory=dict)
+    projects: Mapping[str, ProjectPolicy] = field(default_factory=dict)
+
+    def build(self) -> Policy:
+        severity_actions = dict(DEFAULT_SEVERITY_ACTIONS)
+        severity_actions.update({Severity(k): v for k, v in self.severity.items()})
+        return Policy(
+            severity_actions=severity_actions,
+            check_actions=dict(self.checks),
+            project_allow={name: frozenset(p.allow) for name, p in self.projects.items()},
+            cooldown=self.cooldown,
+            project_cooldown={
+                name: p.cooldown for name, p in self.projects.items() if p.cooldown is not None
+            },
+        )
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    backend: str = _key(_choice("local"), "local")
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = _key(lambda v: Path(_str(v)), Path("data"))
+    server: ServerSettings = field(default_factory=ServerSettings)
+    upstream: UpstreamSettings = field(default_factory=UpstreamSettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    source: str = "defaults"  # where the settings came from, for messages
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "qmirror.sqlite3"
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "server": ServerSettings,
+    "upstream": UpstreamSettings,
+    "sync": SyncSettings,
+    "storage": StorageSettings,
+}
+
+
+def _parse_section(cls: type[Any], raw: Mapping[str, Any], where: str, source: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls) if "parse" in f.metadata}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown key {_dotted(where, key)} "
+                f"(known: {', '.join(sorted(known))})"
+            )
+        try:
+            values[key] = known[key].metadata["parse"](value)
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"{source}: {_dotted(where, key)}: {error}") from None
+    return cls(**values)
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _parse_policy(raw: Mapping[str, Any], source: str) -> PolicySettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: [policy] must be a table")
+    raw = dict(raw)
+    severity_raw = raw.pop("severity", {})
+    checks_raw = raw.pop("checks", {})
+    projects_raw = raw.pop("projects", {})
+    base = _parse_section(PolicySettings, raw, "policy", source)
+
+    severity: dict[str, Action] = {}
+    for key, value in _table(severity_raw, "policy.severity", source).items():
+        if key not in {s.value for s in Severity}:
+            raise ConfigError(f"{source}: unknown key policy.severity.{key} (a severity name)")
+        severity[key] = _parse_value(_action, value, f"policy.severity.{key}", source)
+    checks = {
+        key: _parse_value(_action, value, f"policy.checks.{key}", source)
+        for key, value in _table(checks_raw, "policy.checks", source).items()
+    }
+    projects: dict[str, ProjectPolicy] = {}
+    for name, table in _table(projects_raw, "policy.projects", source).items():
+        where = f"policy.projects.{name}"
+        table = _table(table, where, source)
+        unknown = set(table) - {"allow", "cooldown"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown key {where}.{sorted(unknown)[0]}")
+        projects[canonicalize_name(name)] = ProjectPolicy(
+            allow=_parse_value(_str_list, table.get("allow", []), f"{where}.allow", source),
+            cooldown=(
+                _parse_value(parse_duration, table["cooldown"], f"{where}.cooldown", source)
+                if "cooldown" in table
+                else None
+            ),
+        )
+    return dataclasses.replace(base, severity=severity, checks=checks, projects=projects)
+
+
+def _table(value: Any, where: str, source: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    return value
+
+
+def _parse_value(parser: Callable[[Any], Any], value: Any, where: str, source: str) -> Any:
+    try:
+        return parser(value)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"{source}: {where}: {error}") from None
+
+
+def settings_from_mapping(raw: Mapping[str, Any], source: str = "<config>") -> Settings:
+    raw = dict(raw)
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        sections[name] = _parse_section(cls, raw.pop(name, {}), name, source)
+    sections["policy"] = _parse_policy(raw.pop("policy", {}), source)
+    top = _parse_section(Settings, raw, "", source)
+    return dataclasses.replace(top, **sections, source=source)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``QMIRROR_DATA_DIR``, ``QMIRROR_SERVER_BIND``, ``QMIRROR_SYNC_PROJECTS`` (commas), ..."""
+    overrides: dict[str, Any] = {}
+    top_keys = {f.name for f in dataclasses.fields(Settings) if "parse" in f.metadata}
+    sections = {**_SECTIONS, "policy": PolicySettings}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in top_keys:
+            overrides[key] = value
+            continue
+        section, _, rest = key.partition("_")
+        if section in sections and rest:
+            overrides.setdefault(section, {})[rest] = value
+            continue
+        raise ConfigError(f"environment: unknown variable {name}")
+    return overrides
+
+
+def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(dict(merged[key]), value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    """``--config FILE``, else ``$QMIRROR_CONFIG``, else ``./qmirror.toml`` if present."""
+    if explicit:
+        return Path(explicit)
+    if environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(environ[ENV_PREFIX + "CONFIG"])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    config_file = find_config_file(path, environ)
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if config_file is not None:
+        source = str(config_file)
+        try:
+            with open(config_file, "rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{config_file}: config file not found") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"{config_file}: not valid TOML: {error}") from None
+        except OSError as error:
+            raise ConfigError(f"{config_file}: cannot read: {error.strerror}") from None
+    env = _env_overrides(environ)
+    if env:
+        source = f"{source} + environment" if config_file else "environment"
+    raw = _merge(_merge(raw, env), overrides or {})
+    settings = settings_from_mapping(raw, source)
+    if config_file is not None and not settings.data_dir.is_absolute():
+        # A relative data_dir in a file is relative to that file, so cron and systemd
+        # (whose working directory differs) find the same data.
+        if "data_dir" not in env and "data_dir" not in (overrides or {}):
+            settings = dataclasses.replace(
+                settings, data_dir=config_file.resolve().parent / settings.data_dir
+            )
+    return settings

@@ -1,0 +1,93 @@
+"""State transitions: approve, reject, revoke. Each is one audit row and takes effect on
+the index at once (pages are re-rendered before the call returns).
+
+Order matters for safety. Approve copies the blob into the published store *before* the
+state flips, so a listed file always has its bytes. Revoke flips the state *before*
+deleting the bytes, so the index stops listing a file before it stops existing; the file
+route also checks the servable view, so a leftover blob is never served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from mirror.db import Database, FileRow, State, utcnow
+from mirror.simple import refresh_pages
+from mirror.storage import Storage, copy_blob
+
+
+class PublishError(Exception):
+    """A transition that cannot happen; the message says which file and why."""
+
+
+APPROVABLE = (State.QUARANTINED, State.REJECTED, State.REVOKED)
+REJECTABLE = (State.QUARANTINED,)
+REVOCABLE = (State.APPROVED,)
+
+
+def metadata_key(sha256: str) -> str:
+    return f"{sha256}.metadata"
+
+
+class Publisher:
+    def __init__(
+        self, db: Database, storage: Storage, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.clock = clock
+
+    def approve(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
+        done = []
+        for row in files:
+            self._require(row, APPROVABLE, "approve")
+            self._copy_to_published(row)
+            self.db.transition(
+                row.id, expected=APPROVABLE, to=State.APPROVED, actor=actor, reason=reason,
+                now=self.clock(),
+            )
+            done.append(row)
+        self._refresh(done)
+        return done
+
+    def reject(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
+        done = []
+        for row in files:
+            self._require(row, REJECTABLE, "reject")
+            self.db.transition(
+                row.id, expected=REJECTABLE, to=State.REJECTED, actor=actor, reason=reason,
+                now=self.clock(),
+            )
+            done.append(row)
+        return done
+
+    def revoke(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
+        done = []
+        for row in files:
+            self._require(row, REVOCABLE, "revoke")
+            self.db.transition(
+                row.id, expected=REVOCABLE, to=State.REVOKED, actor=actor, reason=reason,
+                now=self.clock(),
+            )
+            done.append(row)
+        self._refresh(done)
+        for row in done:
+            self.storage.published.delete(row.sha256)
+            self.storage.published.delete(metadata_key(row.sha256))
+        return done
+
+    def _require(self, row: FileRow, states: tuple[State, ...], verb: str) -> None:
+        current = self.db.file_by_id(row.id)
+        if current is None or current.state not in states:
+            now = "missing" if current is None else current.state.value
+            raise PublishError(f"cannot {verb} {row.filename}: it is {now}")
+
+    def _copy_to_published(self, row: FileRow) -> None:
+        copy_blob(self.storage.quarantine, row.sha256, self.storage.published)
+        if row.metadata_sha256:
+            copy_blob(self.storage.quarantine, metadata_key(row.sha256), self.storage.published)
+
+    def _refresh(self, rows: list[FileRow]) -> None:
+        if rows:
+            refresh_pages(self.db, {row.project for row in rows})

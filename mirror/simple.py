@@ -1,0 +1,151 @@
+"""PEP 503 / PEP 691 pages for servable files: one context, two renderers.
+
+Pages are rendered when a file changes state and stored as bytes with an ETag
+(``db.pages``); requests only look a page up. Nothing here scans storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC
+from typing import Any
+
+import jinja2
+from packaging.version import InvalidVersion, Version
+
+from mirror.db import Database, FileRow, Page
+
+API_VERSION = "1.1"  # PEP 700: versions, size, upload-time
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+LEGACY_HTML_TYPE = "text/html"
+
+HTML = "html"
+JSON = "json"
+FORMATS = (HTML, JSON)
+
+_templates = jinja2.Environment(
+    loader=jinja2.PackageLoader("mirror", "web/templates"),
+    autoescape=True,
+    trim_blocks=False,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def page_key(project: str | None, fmt: str) -> str:
+    """Where a page is stored: ``simple/index.json``, ``simple/<project>/index.html``."""
+    return f"simple/index.{fmt}" if project is None else f"simple/{project}/index.{fmt}"
+
+
+def file_url(row: FileRow) -> str:
+    """Relative to ``/simple/<project>/``: content-addressed and immutable."""
+    return f"../../files/{row.sha256}/{row.filename}"
+
+
+def _version_key(text: str) -> tuple[int, Version | str]:
+    try:
+        return (1, Version(text))
+    except InvalidVersion:
+        return (0, text)
+
+
+def _upload_time(row: FileRow) -> str | None:
+    if row.upload_time is None:
+        return None
+    return row.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def project_context(name: str, files: Sequence[FileRow]) -> dict[str, Any]:
+    """The data both renderers read: a PEP 691 project dict plus the rows for HTML."""
+    rows = sorted(files, key=lambda r: r.filename)
+    json_files = []
+    for row in rows:
+        entry: dict[str, Any] = {
+            "filename": row.filename,
+            "url": file_url(row),
+            "hashes": {"sha256": row.sha256},
+            "size": row.size,
+        }
+        if row.requires_python:
+            entry["requires-python"] = row.requires_python
+        entry["yanked"] = (row.yanked or True) if row.yanked is not None else False
+        if row.metadata_sha256:
+            metadata = {"sha256": row.metadata_sha256}
+            entry["core-metadata"] = metadata
+            entry["dist-info-metadata"] = metadata
+        upload_time = _upload_time(row)
+        if upload_time:
+            entry["upload-time"] = upload_time
+        json_files.append(entry)
+    versions = sorted({row.version for row in rows}, key=_version_key)
+    return {
+        "meta": {"api-version": API_VERSION},
+        "name": name,
+        "files": json_files,
+        "versions": versions,
+        "_rows": rows,
+    }
+
+
+def _page(body: bytes, content_type: str) -> Page:
+    return Page(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"', content_type=content_type)
+
+
+def render_project(name: str, files: Sequence[FileRow]) -> dict[str, Page]:
+    context = project_context(name, files)
+    rows = context.pop("_rows")
+    html = _templates.get_template("simple/project.html").render(
+        api_version=API_VERSION,
+        name=name,
+        files=[
+            {
+                "url": file_url(row),
+                "filename": row.filename,
+                "sha256": row.sha256,
+                "requires_python": row.requires_python,
+                "yanked": row.yanked,
+                "metadata_sha256": row.metadata_sha256,
+            }
+            for row in rows
+        ],
+    )
+    return {
+        page_key(name, HTML): _page(html.encode(), HTML_TYPE),
+        page_key(name, JSON): _page(_dumps(context), JSON_TYPE),
+    }
+
+
+def render_root(projects: Iterable[tuple[str, str]]) -> dict[str, Page]:
+    listed = [{"name": name, "display_name": display} for name, display in projects]
+    html = _templates.get_template("simple/root.html").render(
+        api_version=API_VERSION, projects=listed
+    )
+    data = {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": p["display_name"]} for p in listed],
+    }
+    return {
+        page_key(None, HTML): _page(html.encode(), HTML_TYPE),
+        page_key(None, JSON): _page(_dumps(data), JSON_TYPE),
+    }
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def refresh_pages(db: Database, projects: Iterable[str]) -> None:
+    """Re-render the pages of ``projects`` and the root, from the servable view only."""
+    pages: dict[str, Page] = {}
+    gone: list[str] = []
+    for name in set(projects):
+        files = db.servable_files(name)
+        if files:
+            pages.update(render_project(name, files))
+        else:
+            gone.extend(page_key(name, fmt) for fmt in FORMATS)
+    pages.update(render_root(db.servable_project_names()))
+    db.put_pages(pages, delete=gone)

@@ -1,0 +1,154 @@
+"""Blob stores: an object-store-shaped interface (put, open, exists, delete) keyed by
+opaque strings (a file's sha256, or ``<sha256>.metadata``).
+
+The mirror has two areas, each its own store: ``quarantine`` (every fetched file; no
+pip-facing route reads it) and ``published`` (approved files only). Keeping them as two
+separate objects means a route can only serve what it was handed: the index is handed
+the published store and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+COPY_CHUNK = 1024 * 1024
+
+
+class StorageError(Exception):
+    """A backend failure, translated at the boundary; the message names the key."""
+
+
+class BlobNotFound(StorageError):
+    pass
+
+
+class BlobStore(Protocol):
+    name: str
+
+    def put_file(self, key: str, source: Path) -> None:
+        """Store a finished local file under ``key``, atomically: readers see the whole
+        blob or nothing. The source file is consumed (moved or uploaded then removed)."""
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        """Store a stream's bytes under ``key``, atomically, without reading it whole."""
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+
+    def local_path(self, key: str) -> Path | None:
+        """The blob's path on this machine when it is a plain file (for sendfile), else None."""
+
+    def keys(self) -> Iterator[str]: ...
+
+
+def _check_key(key: str) -> str:
+    # Keys are hex digests with an optional suffix; anything else is a caller bug that
+    # must never become a path outside the store.
+    stem = key.split(".", 1)[0]
+    if len(stem) < 8 or not all(c in "0123456789abcdef" for c in stem) or "/" in key:
+        raise StorageError(f"invalid blob key {key!r}")
+    return key
+
+
+class LocalStore:
+    """Blobs as files under ``root/ab/cd/<key>``; writes go through a temp file + rename."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.root = Path(root)
+        self.name = name
+        self._tmp = self.root / ".tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        key = _check_key(key)
+        return self.root / key[:2] / key[2:4] / key
+
+    def temp_path(self) -> Path:
+        """A fresh path on the same filesystem, so put_file() is a rename."""
+        fd, name = tempfile.mkstemp(dir=self._tmp, prefix="incoming-")
+        os.close(fd)
+        return Path(name)
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, target)
+        except OSError as error:
+            if error.errno != 18:  # EXDEV: another filesystem; copy instead
+                raise StorageError(f"{self.name}: cannot store {key}: {error.strerror}") from None
+            with open(source, "rb") as handle:
+                self.put_stream(key, handle)
+            Path(source).unlink(missing_ok=True)
+
+    def put_stream(self, key: str, stream: BinaryIO) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.temp_path()
+        try:
+            with open(temp, "wb") as out:
+                shutil.copyfileobj(stream, out, COPY_CHUNK)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(temp, target)
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            raise StorageError(f"{self.name}: cannot store {key}: {error.strerror}") from None
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"{self.name}: no blob {key}") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def local_path(self, key: str) -> Path | None:
+        path = self._path(key)
+        return path if path.is_file() else None
+
+    def keys(self) -> Iterator[str]:
+        for path in self.root.glob("??/??/*"):
+            if path.is_file():
+                yield path.name
+
+    def clean_temp(self) -> None:
+        """Remove temp files left by a killed writer (never visible as blobs)."""
+        for path in self._tmp.iterdir():
+            path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Storage:
+    quarantine: BlobStore
+    published: BlobStore
+
+
+def copy_blob(source: BlobStore, key: str, target: BlobStore) -> None:
+    """Copy one blob between stores, streaming."""
+    with source.open(key) as stream:
+        target.put_stream(key, stream)
+
+
+def local_storage(data_dir: Path) -> Storage:
+    return Storage(
+        quarantine=LocalStore(data_dir / "quarantine", "quarantine"),
+        published=LocalStore(data_dir / "published", "published"),
+    )
