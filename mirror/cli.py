@@ -21,8 +21,6 @@ from mirror.db import Database, FileRow, State, utcnow
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, PublishError, Publisher
 from mirror.simple import refresh_pages
 from mirror.storage import local_storage
-from quarantine.findings import CheckContext
-from quarantine.inspection import inspect_file
 from quarantine.policy import Verdict, decide
 
 log = logging.getLogger("qmirror")
@@ -306,6 +304,9 @@ def _clip(text: str, width: int = 160) -> str:
 @click.pass_obj
 def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
     """Run every check on files on disk. Exit 0 approve, 1 hold, 2 reject (the worst)."""
+    from quarantine.findings import CheckContext
+    from quarantine.inspection import inspect_file
+
     policy = obj.settings.policy.build()
     worst = Verdict.APPROVE
     for name in files:

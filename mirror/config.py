@@ -379,11 +379,15 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
             overrides[key] = value
             continue
         section, _, rest = key.partition("_")
-        if section in sections and rest:
+        if section in sections and rest in _scalar_keys(sections[section]):
             overrides.setdefault(section, {})[rest] = value
             continue
         raise ConfigError(f"environment: unknown variable {name}")
     return overrides
+
+
+def _scalar_keys(cls: type[Any]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if "parse" in f.metadata}
 
 
 def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

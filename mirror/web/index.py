@@ -84,11 +84,6 @@ def project(project: str) -> Response:
     return _serve_page(normalized)
 
 
-@bp.get("/simple/<path:project>")
-def project_no_slash(project: str) -> Response:
-    return redirect(f"/simple/{canonicalize_name(project)}/", code=301)
-
-
 @bp.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
     metadata = filename.endswith(".metadata")
