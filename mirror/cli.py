@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from mirror.config import ConfigError, Settings, find_config_file, load_settings
 from mirror.db import Database, FileRow, State, utcnow
-from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, PublishError, Publisher
+from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
 from mirror.storage import local_storage
 from quarantine.policy import Verdict, decide
@@ -104,7 +104,8 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
         "--access-logfile", "-",
         "mirror.web:create_app()",
     ]  # fmt: skip
-    os.execve(sys.executable, argv, env)
+    # Replace this process, so signals from systemd or a terminal reach gunicorn itself.
+    os.execve(sys.executable, argv, env)  # noqa: S606
 
 
 # ---------------------------------------------------------------- sync
@@ -134,7 +135,7 @@ class TerminalProgress:
 @click.pass_obj
 def sync(obj: CliContext) -> None:
     """Pull the configured projects (and their dependencies) into quarantine."""
-    from mirror.sync import LogProgress, SyncLocked, Syncer
+    from mirror.sync import LogProgress, Syncer, SyncLocked
     from mirror.upstream import UpstreamClient
 
     settings = obj.settings
@@ -166,7 +167,9 @@ def sync(obj: CliContext) -> None:
 # ---------------------------------------------------------------- decisions
 
 
-def _select(db: Database, spec: str, filename: str | None, states: Iterable[State]) -> list[FileRow]:
+def _select(
+    db: Database, spec: str, filename: str | None, states: Iterable[State]
+) -> list[FileRow]:
     try:
         requirement = Requirement(spec)
     except InvalidRequirement:
@@ -189,7 +192,9 @@ def _select(db: Database, spec: str, filename: str | None, states: Iterable[Stat
     ]
     if not rows:
         wanted = " or ".join(s.value for s in states)
-        raise click.ClickException(f"no {wanted} files match {spec}" + (f" --file {filename}" if filename else ""))
+        raise click.ClickException(
+            f"no {wanted} files match {spec}" + (f" --file {filename}" if filename else "")
+        )
     return rows
 
 
@@ -304,8 +309,9 @@ def _clip(text: str, width: int = 160) -> str:
 @click.pass_obj
 def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
     """Run every check on files on disk. Exit 0 approve, 1 hold, 2 reject (the worst)."""
-    from quarantine.findings import CheckContext
     from quarantine.inspection import inspect_file
+
+    from quarantine.findings import CheckContext
 
     policy = obj.settings.policy.build()
     worst = Verdict.APPROVE
@@ -327,7 +333,9 @@ def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"{path.name}: {decision.verdict.value.upper()}")
         for finding in inspection.findings:
             where = f" [{_clip(finding.path, 80)}]" if finding.path else ""
-            click.echo(f"  {finding.severity.value:<8} {finding.check}{where}: {_clip(finding.message)}")
+            click.echo(
+                f"  {finding.severity.value:<8} {finding.check}{where}: {_clip(finding.message)}"
+            )
             if finding.evidence:
                 click.echo(f"           {_clip(finding.evidence)}")
     raise SystemExit(SCAN_EXIT[worst])
@@ -340,5 +348,3 @@ def init(obj: CliContext) -> None:
     db = obj.database()
     refresh_pages(db, [])
     click.echo(f"initialised {obj.settings.data_dir.resolve()}")
-
-

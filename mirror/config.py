@@ -293,8 +293,7 @@ def _parse_section(cls: type[Any], raw: Mapping[str, Any], where: str, source: s
     for key, value in raw.items():
         if key not in known:
             raise ConfigError(
-                f"{source}: unknown key {_dotted(where, key)} "
-                f"(known: {', '.join(sorted(known))})"
+                f"{source}: unknown key {_dotted(where, key)} (known: {', '.join(sorted(known))})"
             )
         try:
             values[key] = known[key].metadata["parse"](value)
@@ -314,7 +313,7 @@ def _parse_policy(raw: Mapping[str, Any], source: str) -> PolicySettings:
     severity_raw = raw.pop("severity", {})
     checks_raw = raw.pop("checks", {})
     projects_raw = raw.pop("projects", {})
-    base = _parse_section(PolicySettings, raw, "policy", source)
+    base: PolicySettings = _parse_section(PolicySettings, raw, "policy", source)
 
     severity: dict[str, Action] = {}
     for key, value in _table(severity_raw, "policy.severity", source).items():
@@ -362,7 +361,7 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str = "<config>") -> S
     for name, cls in _SECTIONS.items():
         sections[name] = _parse_section(cls, raw.pop(name, {}), name, source)
     sections["policy"] = _parse_policy(raw.pop("policy", {}), source)
-    top = _parse_section(Settings, raw, "", source)
+    top: Settings = _parse_section(Settings, raw, "", source)
     return dataclasses.replace(top, **sections, source=source)
 
 
@@ -400,7 +399,9 @@ def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+def find_config_file(
+    explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]
+) -> Path | None:
     """``--config FILE``, else ``$QMIRROR_CONFIG``, else ``./qmirror.toml`` if present."""
     if explicit:
         return Path(explicit)
@@ -436,11 +437,11 @@ def load_settings(
         source = f"{source} + environment" if config_file else "environment"
     raw = _merge(_merge(raw, env), overrides or {})
     settings = settings_from_mapping(raw, source)
-    if config_file is not None and not settings.data_dir.is_absolute():
-        # A relative data_dir in a file is relative to that file, so cron and systemd
-        # (whose working directory differs) find the same data.
-        if "data_dir" not in env and "data_dir" not in (overrides or {}):
-            settings = dataclasses.replace(
-                settings, data_dir=config_file.resolve().parent / settings.data_dir
-            )
+    # A relative data_dir in a file is relative to that file, so cron and systemd
+    # (whose working directory differs) find the same data.
+    from_file = "data_dir" not in env and "data_dir" not in (overrides or {})
+    if config_file is not None and from_file and not settings.data_dir.is_absolute():
+        settings = dataclasses.replace(
+            settings, data_dir=config_file.resolve().parent / settings.data_dir
+        )
     return settings

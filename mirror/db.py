@@ -373,7 +373,11 @@ class Database:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         return [
             FileRow.from_row(row)
-            for row in self.db.query(f"SELECT * FROM files{where} ORDER BY first_seen, id", params)
+            # The WHERE text is built from fixed clauses only; values are parameters.
+            for row in self.db.query(
+                f"SELECT * FROM files{where} ORDER BY first_seen, id",  # noqa: S608
+                params,
+            )
         ]
 
     def servable_files(self, project: str) -> list[FileRow]:
@@ -509,8 +513,14 @@ class Database:
         self.db.execute(
             "INSERT INTO decisions (file_id, at, actor, from_state, to_state, reason)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            [file_id, iso(now), actor, None if from_state is None else from_state.value,
-             to_state.value, reason],
+            [
+                file_id,
+                iso(now),
+                actor,
+                None if from_state is None else from_state.value,
+                to_state.value,
+                reason,
+            ],
         )
 
     def decisions(self, file_id: int | None = None) -> list[dict[str, Any]]:

@@ -44,7 +44,11 @@ class Publisher:
             self._require(row, APPROVABLE, "approve")
             self._copy_to_published(row)
             self.db.transition(
-                row.id, expected=APPROVABLE, to=State.APPROVED, actor=actor, reason=reason,
+                row.id,
+                expected=APPROVABLE,
+                to=State.APPROVED,
+                actor=actor,
+                reason=reason,
                 now=self.clock(),
             )
             done.append(row)
@@ -56,7 +60,11 @@ class Publisher:
         for row in files:
             self._require(row, REJECTABLE, "reject")
             self.db.transition(
-                row.id, expected=REJECTABLE, to=State.REJECTED, actor=actor, reason=reason,
+                row.id,
+                expected=REJECTABLE,
+                to=State.REJECTED,
+                actor=actor,
+                reason=reason,
                 now=self.clock(),
             )
             done.append(row)
@@ -67,7 +75,11 @@ class Publisher:
         for row in files:
             self._require(row, REVOCABLE, "revoke")
             self.db.transition(
-                row.id, expected=REVOCABLE, to=State.REVOKED, actor=actor, reason=reason,
+                row.id,
+                expected=REVOCABLE,
+                to=State.REVOKED,
+                actor=actor,
+                reason=reason,
                 now=self.clock(),
             )
             done.append(row)

@@ -91,7 +91,9 @@ def project_context(name: str, files: Sequence[FileRow]) -> dict[str, Any]:
 
 
 def _page(body: bytes, content_type: str) -> Page:
-    return Page(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"', content_type=content_type)
+    return Page(
+        body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:32]}"', content_type=content_type
+    )
 
 
 def render_project(name: str, files: Sequence[FileRow]) -> dict[str, Page]:

@@ -34,6 +34,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import Version
+from quarantine.inspection import inspect_file
 
 from mirror.config import Settings
 from mirror.db import Database, FileRow, NewFile, State, parse_iso, utcnow
@@ -49,7 +50,6 @@ from mirror.upstream import (
     UpstreamFile,
 )
 from quarantine.findings import CheckContext, Finding, Severity
-from quarantine.inspection import inspect_file
 from quarantine.policy import Policy, Verdict, decide
 
 log = logging.getLogger("qmirror.sync")
@@ -344,9 +344,7 @@ class Syncer:
                     continue  # the metadata checks report it
                 if requirement.url or not self.targets.marker_applies(requirement.marker, extras):
                     continue
-                yield requirement, Want(
-                    requirement.specifier, frozenset(requirement.extras), name
-                )
+                yield requirement, Want(requirement.specifier, frozenset(requirement.extras), name)
 
     # ------------------------------------------------------------ fetch, judge, record
 
@@ -401,7 +399,8 @@ class Syncer:
         try:
             result = self.upstream.download(file, temp)
             inspection = inspect_file(
-                temp, CheckContext(filename=file.filename, project=name, expected_hashes=file.hashes)
+                temp,
+                CheckContext(filename=file.filename, project=name, expected_hashes=file.hashes),
             )
             findings = list(inspection.findings)
             metadata_sha256 = None

@@ -38,21 +38,33 @@ def _platform(name: str) -> _Platform:
         arch = name.split("-", 1)[1]
         return _Platform(
             tuple(_manylinux(arch)),
-            {"sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
-             "platform_machine": arch},
+            {
+                "sys_platform": "linux",
+                "platform_system": "Linux",
+                "os_name": "posix",
+                "platform_machine": arch,
+            },
         )
     if name.startswith("macos-"):
         arch = name.split("-", 1)[1]
         return _Platform(
             tuple(mac_platforms(MAX_MACOS, arch)),
-            {"sys_platform": "darwin", "platform_system": "Darwin", "os_name": "posix",
-             "platform_machine": arch},
+            {
+                "sys_platform": "darwin",
+                "platform_system": "Darwin",
+                "os_name": "posix",
+                "platform_machine": arch,
+            },
         )
     if name == "windows-amd64":
         return _Platform(
             ("win_amd64",),
-            {"sys_platform": "win32", "platform_system": "Windows", "os_name": "nt",
-             "platform_machine": "AMD64"},
+            {
+                "sys_platform": "win32",
+                "platform_system": "Windows",
+                "os_name": "nt",
+                "platform_machine": "AMD64",
+            },
         )
     raise ValueError(f"unknown platform {name!r}")
 

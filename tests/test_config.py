@@ -103,7 +103,9 @@ def test_cli_reports_a_bad_config_in_one_line_without_traceback(tmp_path):
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines == [f"Error: {config}: policy.cooldown: 'soon' is not a duration such as '3d', '12h' or '0'"]
+    assert lines == [
+        f"Error: {config}: policy.cooldown: 'soon' is not a duration such as '3d', '12h' or '0'"
+    ]
 
 
 def test_missing_config_file_is_named(tmp_path):
@@ -133,12 +135,15 @@ def test_policy_tables_become_a_policy():
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [("3d", 259200), ("12h", 43200), ("90m", 5400), ("0", 0), (60, 60), ("1w", 604800)]
+    ("text", "seconds"),
+    [("3d", 259200), ("12h", 43200), ("90m", 5400), ("0", 0), (60, 60), ("1w", 604800)],
 )
 def test_durations(text, seconds):
     assert parse_duration(text).total_seconds() == seconds
 
 
-@pytest.mark.parametrize(("text", "size"), [("500MB", 500_000_000), ("2GiB", 2 * 1024**3), (0, 0), ("10kb", 10_000)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("500MB", 500_000_000), ("2GiB", 2 * 1024**3), (0, 0), ("10kb", 10_000)]
+)
 def test_sizes(text, size):
     assert parse_size(text) == size

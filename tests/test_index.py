@@ -30,8 +30,16 @@ class Mirror:
         self.build_dir = tmp_path / "build"
         self.build_dir.mkdir()
 
-    def add(self, path: Path, project: str, version: str, *, requires_python=None, yanked=None,
-            metadata: bytes | None = None):
+    def add(
+        self,
+        path: Path,
+        project: str,
+        version: str,
+        *,
+        requires_python=None,
+        yanked=None,
+        metadata: bytes | None = None,
+    ):
         data = path.read_bytes()
         sha256 = hashlib.sha256(data).hexdigest()
         self.storage.quarantine.put_stream(sha256, io.BytesIO(data))
@@ -41,12 +49,23 @@ class Mirror:
             self.storage.quarantine.put_stream(metadata_key(sha256), io.BytesIO(metadata))
         self.db.ensure_project(project, project, "configured")
         file_id = self.db.add_file(
-            NewFile(project=project, version=version, filename=path.name,
-                    kind="wheel" if path.name.endswith(".whl") else "sdist",
-                    sha256=sha256, size=len(data), upstream_url=f"https://up.example/{path.name}",
-                    upload_time=UPLOADED, requires_python=requires_python, yanked=yanked,
-                    upstream_core_metadata=None, metadata_sha256=metadata_sha, requires_dist=[]),
-            [], now=datetime.now(UTC),
+            NewFile(
+                project=project,
+                version=version,
+                filename=path.name,
+                kind="wheel" if path.name.endswith(".whl") else "sdist",
+                sha256=sha256,
+                size=len(data),
+                upstream_url=f"https://up.example/{path.name}",
+                upload_time=UPLOADED,
+                requires_python=requires_python,
+                yanked=yanked,
+                upstream_core_metadata=None,
+                metadata_sha256=metadata_sha,
+                requires_dist=[],
+            ),
+            [],
+            now=datetime.now(UTC),
         )
         return self.db.file_by_id(file_id)
 
@@ -126,7 +145,9 @@ def test_content_negotiation_with_q_values(mirror, client, accept, expected):
 def test_format_query_parameter_and_406(mirror, client):
     approved_wheel(mirror)
     assert client.get("/simple/demo/?format=json").headers["Content-Type"].startswith(JSON_TYPE)
-    assert client.get("/simple/", query_string={"format": JSON_TYPE}).get_json()["projects"] == [{"name": "demo"}]
+    assert client.get("/simple/", query_string={"format": JSON_TYPE}).get_json()["projects"] == [
+        {"name": "demo"}
+    ]
     assert client.get("/simple/demo/", headers={"Accept": "application/xml"}).status_code == 406
 
 
@@ -165,8 +186,12 @@ def test_file_download_with_cache_headers_and_range(mirror, client):
 
 
 def test_held_rejected_and_revoked_files_are_unreachable(mirror, client):
-    held = mirror.add(make_wheel(mirror.build_dir, "demo", "2.0"), "demo", "2.0",
-                      metadata=b"Metadata-Version: 2.1\n")
+    held = mirror.add(
+        make_wheel(mirror.build_dir, "demo", "2.0"),
+        "demo",
+        "2.0",
+        metadata=b"Metadata-Version: 2.1\n",
+    )
     rejected = mirror.add(make_sdist(mirror.build_dir, "demo", "3.0"), "demo", "3.0")
     mirror.publisher.reject([rejected], actor="test", reason="bad")
     revoked, _ = approved_wheel(mirror, version="1.0")
@@ -200,7 +225,10 @@ def test_sdists_get_no_metadata_link(mirror, client):
 def test_audit_log_has_a_row_per_transition(mirror):
     row, _ = approved_wheel(mirror)
     mirror.publisher.revoke([row], actor="alice", reason="compromised")
-    trail = [(d["actor"], d["from_state"], d["to_state"], d["reason"]) for d in mirror.db.decisions(row.id)]
+    trail = [
+        (d["actor"], d["from_state"], d["to_state"], d["reason"])
+        for d in mirror.db.decisions(row.id)
+    ]
     assert trail == [
         ("sync", None, "quarantined", "fetched from upstream"),
         ("test", "quarantined", "approved", "ok"),

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from flask import Blueprint, Response, abort, current_app, redirect, request, send_file
+from flask import Blueprint, abort, current_app, redirect, request, send_file
+from werkzeug.wrappers import Response
 from packaging.utils import canonicalize_name
 
 from mirror.db import Database, Page
@@ -49,9 +50,7 @@ def _serve_page(page_name: str | None) -> Response:
     content_type = _negotiate()
     if content_type is None:
         return Response(
-            "Not Acceptable: this index serves "
-            + ", ".join(_OFFERED)
-            + "\n",
+            "Not Acceptable: this index serves " + ", ".join(_OFFERED) + "\n",
             status=406,
             mimetype="text/plain",
         )
@@ -102,7 +101,7 @@ def file(sha256: str, filename: str) -> Response:
         as_attachment=not metadata,
         download_name=filename,
         conditional=True,
-        etag=row.metadata_sha256 if metadata else row.sha256,
+        etag=(row.metadata_sha256 or row.sha256) if metadata else row.sha256,
         max_age=ONE_YEAR,
     )
     response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"

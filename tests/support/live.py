@@ -39,7 +39,9 @@ def toml_value(value: Any) -> str:
     raise TypeError(value)
 
 
-def write_config(path: Path, data_dir: Path, upstream_url: str, **sections: Mapping[str, Any]) -> Path:
+def write_config(
+    path: Path, data_dir: Path, upstream_url: str, **sections: Mapping[str, Any]
+) -> Path:
     """A qmirror.toml for a test: cooldown off and one Python/platform unless overridden."""
     defaults: dict[str, dict[str, Any]] = {
         "upstream": {"url": upstream_url, "timeout": 5, "retries": 2},
@@ -56,13 +58,22 @@ def write_config(path: Path, data_dir: Path, upstream_url: str, **sections: Mapp
     return path
 
 
-def qmirror(config: Path, *args: str, check: bool = True, timeout: float = 120,
-            env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def qmirror(
+    config: Path,
+    *args: str,
+    check: bool = True,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as cron would: a subprocess, no terminal."""
     result = subprocess.run(
         [sys.executable, "-m", "mirror", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -72,7 +83,9 @@ def qmirror(config: Path, *args: str, check: bool = True, timeout: float = 120,
     return result
 
 
-def wait_for_http(url: str, timeout: float = 20, process: subprocess.Popen[Any] | None = None) -> None:
+def wait_for_http(
+    url: str, timeout: float = 20, process: subprocess.Popen[Any] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -104,10 +117,24 @@ def gunicorn_mirror(config: Path, log_dir: Path, workers: int = 2) -> Iterator[M
     log = log_dir / f"gunicorn-{port}.log"
     with open(log, "w") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mirror", "--config", str(config), "serve",
-             "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
-            stdout=log_file, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "mirror",
+                "--config",
+                str(config),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     server = MirrorServer(config, port, process, log)
     try:
@@ -143,10 +170,16 @@ def pip(python: Path, *args: str, timeout: float = 180) -> subprocess.CompletedP
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_ENV)
     return subprocess.run(
-        [str(python), "-m", "pip", *args], capture_output=True, text=True,
-        timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+        [str(python), "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
-def pip_install(python: Path, index_url: str, requirements: Sequence[str], *extra: str) -> subprocess.CompletedProcess[str]:
+def pip_install(
+    python: Path, index_url: str, requirements: Sequence[str], *extra: str
+) -> subprocess.CompletedProcess[str]:
     return pip(python, "install", "--index-url", index_url, "--no-cache-dir", *extra, *requirements)
