@@ -599,3 +599,42 @@ class Database:
     def last_sync_run(self) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM sync_runs ORDER BY id DESC LIMIT 1"))
         return rows[0] if rows else None
+
+
+class PageReader:
+    """A read-only connection for serving precomputed pages, shared by a worker's threads.
+
+    ``PRAGMA data_version`` changes whenever *another* connection commits; since this
+    connection never writes, every page change (a sync, an approval in this very process)
+    is visible as a new version, which is what lets callers cache pages in memory.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid: int | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            uri = f"file:{self.path}?mode=ro"
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def version(self) -> int:
+        with self._lock:
+            (value,) = self._connection().execute("PRAGMA data_version").fetchone()
+            return int(value)
+
+    def page(self, key: str) -> Page | None:
+        with self._lock:
+            row = (
+                self._connection()
+                .execute("SELECT body, etag, content_type FROM pages WHERE key = ?", [key])
+                .fetchone()
+            )
+        return None if row is None else Page(row[0], row[1], row[2])

@@ -434,22 +434,26 @@ def _read_page(url: str, response: urllib3.BaseHTTPResponse) -> bytes:
 
 
 def _describe(failure: BaseException, timeout: float | None) -> str:
+    """A short reason for a failed request, without urllib3's object reprs."""
     if isinstance(failure, urllib3.exceptions.NewConnectionError):
-        return f"cannot connect: {_clean(str(failure))}"
+        text = _clean(str(failure)).removeprefix("Failed to establish a new connection: ")
+        return f"cannot connect: {text}"
     if isinstance(failure, urllib3.exceptions.TimeoutError):
         after = f" after {timeout:g}s" if timeout is not None else ""
-        return f"timed out{after}: {_clean(str(failure))}"
+        return f"timed out{after}"
     if isinstance(failure, urllib3.exceptions.ProtocolError):
-        return f"connection broken: {_clean(str(failure))}"
+        # args: ("Connection aborted.", RemoteDisconnected("Remote end closed ..."))
+        detail = failure.args[-1] if failure.args else failure
+        return f"connection broken: {_clean(str(detail))}"
     return f"{type(failure).__name__}: {_clean(str(failure))}"
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>:?\s*")
-_POOL_REPR = re.compile(r"HTTPS?ConnectionPool\([^)]*\):\s*")
+_CONNECTION_REPR = re.compile(r"HTTPS?Connection(?:Pool)?\([^)]*\):\s*")
 
 
 def _clean(text: str) -> str:
-    return _one_line(_POOL_REPR.sub("", _OBJECT_REPR.sub("", text))) or "unknown error"
+    return _one_line(_CONNECTION_REPR.sub("", _OBJECT_REPR.sub("", text))) or "unknown error"
 
 
 def _one_line(text: str) -> str:

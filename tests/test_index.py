@@ -244,3 +244,33 @@ def test_json_root_lists_display_names(mirror, client):
     approved_wheel(mirror, name="zope-interface")
     data = json.loads(client.get("/simple/", headers={"Accept": JSON_TYPE}).data)
     assert data == {"meta": {"api-version": "1.1"}, "projects": [{"name": "zope-interface"}]}
+
+
+def test_cached_pages_follow_every_state_change_at_once(mirror, client):
+    """Pages are cached in the worker; a change committed by any connection shows up on
+    the very next request (a revocation must not linger)."""
+    first, _ = approved_wheel(mirror, version="1.0")
+    assert first.filename.encode() in client.get("/simple/demo/").data
+    second, _ = approved_wheel(mirror, version="2.0")
+    page = client.get("/simple/demo/").data
+    assert second.filename.encode() in page
+    mirror.publisher.revoke([second], actor="test", reason="bad")
+    page = client.get("/simple/demo/").data
+    assert second.filename.encode() not in page and first.filename.encode() in page
+    mirror.publisher.revoke([first], actor="test", reason="bad")
+    assert client.get("/simple/demo/").status_code == 404
+
+
+def test_head_and_method_not_allowed(mirror, client):
+    approved_wheel(mirror)
+    head = client.head("/simple/demo/")
+    assert head.status_code == 200 and head.data == b""
+    assert int(head.headers["Content-Length"]) > 0
+    assert client.post("/simple/demo/").status_code == 405
+
+
+def test_project_page_without_slash_redirects_to_normalized(mirror, client):
+    approved_wheel(mirror, name="foo-bar")
+    response = client.get("/simple/Foo.Bar")
+    assert response.status_code == 301
+    assert response.headers["Location"].endswith("/simple/foo-bar/")

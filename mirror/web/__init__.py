@@ -9,7 +9,7 @@ from datetime import datetime
 from flask import Flask
 
 from mirror.config import Settings, load_settings
-from mirror.db import Database, utcnow
+from mirror.db import Database, PageReader, utcnow
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, local_storage
 
@@ -32,9 +32,10 @@ def create_app(
     app.config["QMIRROR_SETTINGS"] = settings
     app.extensions["qmirror"] = Services(settings=settings, db=db, storage=storage, clock=clock)
 
-    from mirror.web import index
+    from mirror.web import index, pages
 
     app.register_blueprint(index.bp)
+    pages.install(app, PageReader(db.path))
     logging.getLogger("qmirror").setLevel(logging.INFO)
     return app
 
