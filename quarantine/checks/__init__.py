@@ -1,0 +1,48 @@
+"""The check catalogue: small named units, each ``(artifact, context) -> [Finding]``.
+
+A check reports under one stable kebab-case id (a constant in its module), returns an
+empty list when it has nothing to say or when what it looks at is missing (another check
+reports that), and never raises for hostile input. :func:`quarantine.inspection.inspect_file`
+runs every check in :data:`CATALOGUE`, in order.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from quarantine.artifact import Artifact
+from quarantine.checks import archive, filename, hashes, metadata
+from quarantine.findings import CheckContext, Finding
+
+CheckFunction = Callable[[Artifact, CheckContext], list[Finding]]
+
+# Reported by inspect_file, not by a check: a check raised instead of returning findings.
+CHECK_CRASHED: Final = "check-crashed"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: str
+    run: CheckFunction
+
+    @property
+    def description(self) -> str:
+        """What the check looks for: the first paragraph of its docstring."""
+        return (inspect.getdoc(self.run) or "").split("\n\n", 1)[0].replace("\n", " ")
+
+
+CATALOGUE: Final[list[Check]] = [
+    Check(archive.ARCHIVE_UNREADABLE, archive.archive_unreadable),
+    Check(filename.FILENAME_INVALID, filename.filename_invalid),
+    Check(filename.PROJECT_NAME_MISMATCH, filename.project_name_mismatch),
+    Check(hashes.UPSTREAM_HASH_MISMATCH, hashes.upstream_hash_mismatch),
+    Check(metadata.METADATA_MISSING, metadata.metadata_missing),
+    Check(metadata.METADATA_NAME_MISMATCH, metadata.metadata_name_mismatch),
+    Check(metadata.METADATA_VERSION_MISMATCH, metadata.metadata_version_mismatch),
+    Check(metadata.METADATA_INVALID, metadata.metadata_invalid),
+]
+
+__all__ = ["CATALOGUE", "CHECK_CRASHED", "Check", "CheckFunction"]
