@@ -97,7 +97,9 @@ def decide(
         until = uploaded_at + cooldown
         return Decision(
             Verdict.HOLD,
-            (f"{COOLDOWN_REASON}: uploaded {uploaded_at.isoformat()}, held until {until.isoformat()}",),
+            (
+                f"{COOLDOWN_REASON}: uploaded {uploaded_at.isoformat()}, held until {until.isoformat()}",
+            ),
             cooldown_until=until,
         )
     return Decision(Verdict.APPROVE, ())

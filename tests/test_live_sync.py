@@ -93,10 +93,14 @@ def test_pip_installs_flask_and_its_dependencies_through_the_mirror(tmp_path, fa
     assert not [path for method, path in index.requests if "/files/" in path]
 
 
-def test_held_files_are_not_installable_until_approved_html_upstream(tmp_path, fake_index):
+def test_held_files_are_not_installable_until_approved_html_upstream(
+    tmp_path, fake_index, corpus
+):
     """A PEP 503 HTML upstream (pypiserver style) gives no upload time, so the cooldown
     counts from first sight: everything is held, and pip cannot see it."""
     index = fake_index("html")
+    # The sdist's build backend comes through the mirror too (pip's build isolation).
+    index.add(corpus / "setuptools-80.9.0-py3-none-any.whl")
     build = tmp_path / "build"
     build.mkdir()
     index.add(make_wheel(build, "alpha", "1.0", requires_dist=["beta>=1"]))
@@ -107,14 +111,14 @@ def test_held_files_are_not_installable_until_approved_html_upstream(tmp_path, f
         tmp_path / "qmirror.toml",
         tmp_path / "data",
         index.url,
-        sync={"projects": ["alpha"]},
+        sync={"projects": ["alpha", "setuptools==80.9.0"]},
         policy={"cooldown": "3d"},
     )
     result = qmirror(config, "sync")
-    assert "3 new files" in result.stdout and "3 held" in result.stdout, result.stdout
+    assert "4 new files" in result.stdout and "4 held" in result.stdout, result.stdout
 
     status = json.loads(qmirror(config, "status", "--json").stdout)
-    assert status["counts"]["quarantined"] == 3
+    assert status["counts"]["quarantined"] == 4
     assert status["oldest_held"]["reasons"][0].startswith("cooldown")
 
     with gunicorn_mirror(config, tmp_path) as server:
@@ -125,6 +129,7 @@ def test_held_files_are_not_installable_until_approved_html_upstream(tmp_path, f
 
         qmirror(config, "approve", "alpha==1.0", "--reason", "reviewed")
         qmirror(config, "approve", "beta", "--reason", "reviewed")
+        qmirror(config, "approve", "setuptools", "--reason", "reviewed")
         install = pip_install(python, server.index_url, ["alpha"])
         assert install.returncode == 0, install.stdout + install.stderr
         assert {"alpha", "beta"} <= installed(python)
@@ -136,8 +141,7 @@ def test_held_files_are_not_installable_until_approved_html_upstream(tmp_path, f
             server.index_url,
             "--no-deps",
             "--no-binary",
-            ":all:",
-            "--no-build-isolation",
+            "beta",
             "-d",
             str(tmp_path / "dl"),
             "beta==1.2",
