@@ -159,8 +159,8 @@ def sync(obj: CliContext) -> None:
         upstream.close()
     click.echo(summary.line())
     if summary.failed:
-        for error in summary.errors[:20]:
-            click.echo(f"  failed: {error}", err=True)
+        for message in summary.errors[:20]:
+            click.echo(f"  failed: {_clip(message, 300)}", err=True)
         raise SystemExit(1)
 
 
@@ -309,9 +309,8 @@ def _clip(text: str, width: int = 160) -> str:
 @click.pass_obj
 def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
     """Run every check on files on disk. Exit 0 approve, 1 hold, 2 reject (the worst)."""
-    from quarantine.inspection import inspect_file
-
     from quarantine.findings import CheckContext
+    from quarantine.inspection import inspect_file
 
     policy = obj.settings.policy.build()
     worst = Verdict.APPROVE

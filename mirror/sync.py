@@ -34,7 +34,6 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import Version
-from quarantine.inspection import inspect_file
 
 from mirror.config import Settings
 from mirror.db import Database, FileRow, NewFile, State, parse_iso, utcnow
@@ -50,6 +49,7 @@ from mirror.upstream import (
     UpstreamFile,
 )
 from quarantine.findings import CheckContext, Finding, Severity
+from quarantine.inspection import inspect_file
 from quarantine.policy import Policy, Verdict, decide
 
 log = logging.getLogger("qmirror.sync")

@@ -95,11 +95,10 @@ def decide(
     cooldown = policy.cooldown_for(project)
     if cooldown > timedelta(0) and uploaded_at is not None and now - uploaded_at < cooldown:
         until = uploaded_at + cooldown
+        uploaded, held = uploaded_at.isoformat(), until.isoformat()
         return Decision(
             Verdict.HOLD,
-            (
-                f"{COOLDOWN_REASON}: uploaded {uploaded_at.isoformat()}, held until {until.isoformat()}",
-            ),
+            (f"{COOLDOWN_REASON}: uploaded {uploaded}, held until {held}",),
             cooldown_until=until,
         )
     return Decision(Verdict.APPROVE, ())

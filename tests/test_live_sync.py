@@ -93,9 +93,7 @@ def test_pip_installs_flask_and_its_dependencies_through_the_mirror(tmp_path, fa
     assert not [path for method, path in index.requests if "/files/" in path]
 
 
-def test_held_files_are_not_installable_until_approved_html_upstream(
-    tmp_path, fake_index, corpus
-):
+def test_held_files_are_not_installable_until_approved_html_upstream(tmp_path, fake_index, corpus):
     """A PEP 503 HTML upstream (pypiserver style) gives no upload time, so the cooldown
     counts from first sight: everything is held, and pip cannot see it."""
     index = fake_index("html")
