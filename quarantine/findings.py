@@ -64,3 +64,10 @@ class CheckContext:
     filename: str
     project: NormalizedName | None = None
     expected_hashes: Mapping[str, str] = field(default_factory=dict)
+    # Projects the mirror already carries (normalized): dependencies outside this set are
+    # reported, and other projects' top-level names are protected from hijack.
+    known_projects: frozenset[str] = frozenset()
+    # Extra legitimate .pth file names (``[checks] pth_allowlist``), beyond the shipped list.
+    pth_allowlist: frozenset[str] = frozenset()
+    # Internal project names or prefixes (``[policy] internal = ["acme-*"]``).
+    internal_patterns: tuple[str, ...] = ()
