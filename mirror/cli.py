@@ -316,7 +316,12 @@ def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
     worst = Verdict.APPROVE
     for name in files:
         path = Path(name)
-        inspection = inspect_file(path, CheckContext(filename=path.name))
+        context = CheckContext(
+            filename=path.name,
+            pth_allowlist=frozenset(obj.settings.checks.pth_allowlist),
+            internal_patterns=obj.settings.policy.internal,
+        )
+        inspection = inspect_file(path, context)
         decision = decide(
             policy, inspection.findings, project=inspection.name, uploaded_at=None, now=utcnow()
         )

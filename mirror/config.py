@@ -177,6 +177,27 @@ def _platforms(value: Any) -> tuple[str, ...]:
     return platforms
 
 
+def _project_patterns(value: Any) -> tuple[str, ...]:
+    """Project names or globs (``acme-*``), normalized like the names they match."""
+    patterns = []
+    for text in _str_list(value):
+        stem = text.rstrip("*")
+        if not stem or not re.fullmatch(r"[A-Za-z0-9._-]+", stem):
+            raise ValueError(f"{text!r} is not a project name or NAME* prefix")
+        patterns.append(canonicalize_name(stem) + ("*" if text.endswith("*") else ""))
+    return tuple(patterns)
+
+
+def is_internal(name: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a (normalized) project name is one of ours, never to be pulled from upstream."""
+    for pattern in patterns:
+        if pattern.endswith("*") and name.startswith(pattern[:-1]):
+            return True
+        if name == pattern:
+            return True
+    return False
+
+
 def _choice(*choices: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = _str(value)
@@ -239,6 +260,7 @@ class ProjectPolicy:
 @dataclass(frozen=True)
 class PolicySettings:
     cooldown: timedelta = _key(parse_duration, timedelta(days=3))
+    internal: tuple[str, ...] = _key(_project_patterns, ())
     severity: Mapping[str, Action] = field(default_factory=dict)
     checks: Mapping[str, Action] = field(default_factory=dict)
     projects: Mapping[str, ProjectPolicy] = field(default_factory=dict)
@@ -258,6 +280,11 @@ class PolicySettings:
 
 
 @dataclass(frozen=True)
+class ChecksSettings:
+    pth_allowlist: tuple[str, ...] = _key(_str_list, ())
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     backend: str = _key(_choice("local"), "local")
 
@@ -270,6 +297,7 @@ class Settings:
     sync: SyncSettings = field(default_factory=SyncSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
+    checks: ChecksSettings = field(default_factory=ChecksSettings)
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -282,6 +310,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "upstream": UpstreamSettings,
     "sync": SyncSettings,
     "storage": StorageSettings,
+    "checks": ChecksSettings,
 }
 
 

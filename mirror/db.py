@@ -320,6 +320,10 @@ class Database:
             [etag, serial, json.dumps(listing), name],
         )
 
+    def project_names(self) -> frozenset[str]:
+        """Every project the mirror carries (configured or pulled as a dependency)."""
+        return frozenset(row[0] for row in self.db.execute("SELECT name FROM projects").fetchall())
+
     def servable_project_names(self) -> list[tuple[str, str]]:
         """(normalized, display) names of projects with at least one servable file."""
         return [

@@ -35,7 +35,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
-from mirror.config import Settings
+from mirror.config import Settings, is_internal
 from mirror.db import Database, FileRow, NewFile, State, parse_iso, utcnow
 from mirror.publish import Publisher, metadata_key
 from mirror.simple import refresh_pages
@@ -231,9 +231,17 @@ class Syncer:
         wants: dict[NormalizedName, list[Want]] = {}
         queue: deque[NormalizedName] = deque()
         listings: dict[NormalizedName, list[UpstreamFile] | None] = {}
+        refused: set[str] = set()
 
         def add_want(name: str, want: Want, display: str) -> None:
             key = canonicalize_name(name)
+            if is_internal(key, self.settings.policy.internal):
+                # Dependency confusion: an internal name is never looked up upstream,
+                # whoever asks for it.
+                if key not in refused:
+                    refused.add(key)
+                    log.warning("%s: internal project name, not pulled from upstream", key)
+                return
             if want in wants.setdefault(key, []):
                 return
             reason = "configured" if want.reason == "configured" else "dependency"
@@ -299,7 +307,6 @@ class Syncer:
         self, name: NormalizedName, listing: list[UpstreamFile], wants: list[Want]
     ) -> list[_Candidate]:
         sync = self.settings.sync
-        prereleases = True if sync.prereleases else None
         chosen: list[_Candidate] = []
         for file in listing:
             parsed = _parse_filename(file.filename)
@@ -317,7 +324,7 @@ class Syncer:
             if sync.max_file_size and file.size is not None and file.size > sync.max_file_size:
                 log.info("%s: skipped, %d bytes is over max_file_size", file.filename, file.size)
                 continue
-            if not any(w.specifier.contains(version, prereleases=prereleases) for w in wants):
+            if not any(_admits(w.specifier, version, sync.prereleases) for w in wants):
                 continue
             chosen.append(_Candidate(file, version, kind))
         if sync.releases:
@@ -438,6 +445,16 @@ class Syncer:
         assert row is not None
         return self._apply_policy(row, findings, now), row
 
+    def _context(self, name: NormalizedName, file: UpstreamFile) -> CheckContext:
+        return CheckContext(
+            filename=file.filename,
+            project=name,
+            expected_hashes=file.hashes,
+            known_projects=self.db.project_names(),
+            pth_allowlist=frozenset(self.settings.checks.pth_allowlist),
+            internal_patterns=self.settings.policy.internal,
+        )
+
     def _apply_policy(self, row: FileRow, findings: list[Finding], now: datetime) -> Verdict:
         """Record what policy says; approvals are left to the caller (batched per project)."""
         decision = decide(
@@ -481,6 +498,12 @@ class Syncer:
                 changed = changed or row.state is State.APPROVED
         if changed:
             refresh_pages(self.db, [name])
+
+
+def _admits(specifier: SpecifierSet, version: Version, prereleases: bool) -> bool:
+    """Pre-releases only when configured, or when the specifier itself names one."""
+    allow = prereleases or bool(specifier.prereleases)
+    return specifier.contains(version, prereleases=allow)
 
 
 def _sha256(data: bytes) -> str:

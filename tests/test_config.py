@@ -19,10 +19,10 @@ def test_example_config_loads_and_documents_every_key():
     text = (REPO / "config.example.toml").read_text()
     import dataclasses
 
-    for section in ("server", "upstream", "sync", "storage"):
+    for section in ("server", "upstream", "sync", "storage", "checks"):
         for field in dataclasses.fields(getattr(settings, section)):
             assert f"\n{field.name} = " in text, f"{section}.{field.name} is not documented"
-    assert "\ncooldown = " in text and "\ndata_dir = " in text
+    assert "\ncooldown = " in text and "\ndata_dir = " in text and "\ninternal = " in text
 
 
 def test_defaults_need_no_file(tmp_path, monkeypatch):
@@ -147,3 +147,14 @@ def test_durations(text, seconds):
 )
 def test_sizes(text, size):
     assert parse_size(text) == size
+
+
+def test_internal_patterns_are_normalized_and_matched():
+    from mirror.config import is_internal, settings_from_mapping
+
+    settings = settings_from_mapping({"policy": {"internal": ["Acme_*", "Billing.Core"]}})
+    assert settings.policy.internal == ("acme-*", "billing-core")
+    assert is_internal("acme-tools", settings.policy.internal)
+    assert is_internal("billing-core", settings.policy.internal)
+    assert not is_internal("billing-core2", settings.policy.internal)
+    assert not is_internal("flask", settings.policy.internal)
