@@ -182,3 +182,34 @@ def test_one_sync_at_a_time(tmp_path):
     with sync_lock(data_dir), pytest.raises(SyncLocked, match="another sync is running"):
         with sync_lock(data_dir):
             pass
+
+
+def test_upstream_metadata_that_disagrees_with_the_wheel_is_held(tmp_path, fake_index, build):
+    """PEP 658 metadata is what resolvers read; if the upstream's differs from the
+    wheel's own METADATA, installers would resolve one thing and install another."""
+    index = fake_index("json")
+    index.add(make_wheel(build, "liar", "1.0"), upload_time=OLD,
+              metadata=b"Metadata-Version: 2.1\nName: liar\nVersion: 1.0\n")  # fmt: skip
+    index.add(make_wheel(build, "honest", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["liar", "honest"]})
+    summary = syncer.run()
+    assert (summary.held, summary.approved) == (1, 1)
+    liar = db.file_by_filename("liar-1.0-py3-none-any.whl")
+    assert liar.state is State.QUARANTINED
+    assert [f["check_id"] for f in db.findings(liar.id)] == ["core-metadata-mismatch"]
+    # We serve the wheel's own METADATA, whatever the upstream said.
+    honest = db.file_by_filename("honest-1.0-py3-none-any.whl")
+    assert honest.metadata_sha256 is not None
+
+
+def test_yanking_upstream_is_reflected_on_our_page(tmp_path, fake_index, build):
+    index = fake_index("json")
+    wheel = make_wheel(build, "yanky", "1.0")
+    index.add(wheel, upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["yanky"]})
+    syncer.run()
+    assert b"data-yanked" not in db.page("simple/yanky/index.html").body
+    index.yank(wheel.name, "broken build")
+    syncer.run()
+    assert db.file_by_filename(wheel.name).yanked == "broken build"
+    assert b'data-yanked="broken build"' in db.page("simple/yanky/index.html").body
