@@ -33,8 +33,9 @@ def wheels(stores: list[Path], limit: int | None) -> list[Path]:
 def time_sha256sum(files: list[Path], batch: int) -> float:
     start = time.perf_counter()
     for i in range(0, len(files), batch):
-        subprocess.run(["sha256sum", *map(str, files[i : i + batch])], check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["sha256sum", *map(str, files[i : i + batch])], check=True, stdout=subprocess.DEVNULL
+        )
     return time.perf_counter() - start
 
 
@@ -46,7 +47,9 @@ def scan(files: list[Path], batch: int) -> tuple[float, list[dict], int]:
         chunk = files[i : i + batch]
         proc = subprocess.run(
             [sys.executable, "-m", "mirror", "scan", "--json", *map(str, chunk)],
-            capture_output=True, text=True, env=env,
+            capture_output=True,
+            text=True,
+            env=env,
         )
         if proc.returncode not in (0, 1, 2):
             print(proc.stderr, file=sys.stderr)
@@ -75,14 +78,18 @@ def main() -> None:
 
     flagged = [r for r in results if r["verdict"] != "approve"]
     print(f"sha256sum: {hash_time:6.1f} s  {total_bytes / 1e6 / hash_time:8.1f} MB/s")
-    print(f"scan:      {scan_time:6.1f} s  {total_bytes / 1e6 / scan_time:8.1f} MB/s"
-          f"  ({scan_time / hash_time:.2f}x sha256sum; target <= 3x)")
+    print(
+        f"scan:      {scan_time:6.1f} s  {total_bytes / 1e6 / scan_time:8.1f} MB/s"
+        f"  ({scan_time / hash_time:.2f}x sha256sum; target <= 3x)"
+    )
     print(f"peak RSS of a scan process: {peak_kb / 1024:.0f} MB (target < 200 MB)")
     rate = 100 * len(flagged) / max(1, len(results))
     print(f"held or rejected: {len(flagged)} of {len(results)} = {rate:.2f}% (target < 1%)")
     checks = Counter(f["check"] for r in results for f in r["findings"])
-    print("findings by check (all severities):",
-          ", ".join(f"{c}={n}" for c, n in checks.most_common()))
+    print(
+        "findings by check (all severities):",
+        ", ".join(f"{c}={n}" for c, n in checks.most_common()),
+    )
     for r in flagged:
         print(f"  {r['verdict'].upper():7} {Path(r['file']).name}")
         for reason in r["reasons"][:4]:
