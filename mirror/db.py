@@ -10,6 +10,7 @@ route and export reads from it and from nothing else.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlite_utils import Database as SqliteUtilsDatabase
 from sqlite_utils.migrations import Migrations
@@ -269,9 +271,14 @@ class Database:
             self._local.pid = None
 
     def migrate(self) -> None:
-        db = self.db
-        db.enable_wal()
-        migrations.apply(db)
+        """Create or upgrade the schema. gunicorn workers all call this as they boot, so
+        an exclusive file lock makes the first one migrate and the rest find it done."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".migrate-lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            db = self.db
+            db.enable_wal()
+            migrations.apply(db)
 
     # ------------------------------------------------------------ projects
 
@@ -621,7 +628,7 @@ class PageReader:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
-            uri = f"file:{self.path}?mode=ro"
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
             conn = sqlite3.connect(
                 uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False
             )
