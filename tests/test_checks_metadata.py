@@ -1,4 +1,6 @@
-"""metadata-missing, metadata-name-mismatch, metadata-version-mismatch, metadata-invalid."""
+"""metadata-missing, metadata-name-mismatch, metadata-version-mismatch, metadata-invalid.
+
+The other metadata checks are in test_checks_metadata_fields.py."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from quarantine.checks.metadata import (
     METADATA_MISSING,
     METADATA_NAME_MISMATCH,
     METADATA_VERSION_MISMATCH,
+    METADATA_VERSION_UNKNOWN,
 )
 from tests.support.builders import make_sdist, make_wheel, metadata_text
 
@@ -170,16 +173,6 @@ def test_unknown_header_does_not_hide_an_invalid_requirement(tmp_path):
     assert (Severity.LOW, "x-hide") in graded
 
 
-@pytest.mark.parametrize(
-    ("version", "severity"),
-    [("2.9", Severity.LOW), ("3.0", Severity.MEDIUM), ("banana", Severity.MEDIUM)],
-)
-def test_metadata_version_newer_minor_warns_newer_major_holds(tmp_path, version, severity):
-    text = metadata_text("demo", "1.0", metadata_version=version)
-    finding = only(inspect(make_wheel(tmp_path, "demo", "1.0", metadata=text)), METADATA_INVALID)
-    assert finding.severity is severity
-
-
 def test_duplicated_name_header_is_held(tmp_path):
     text = metadata_text("demo", "1.0", extra_headers={"Name": "evil"})
     findings = inspect(make_wheel(tmp_path, "demo", "1.0", metadata=text)).findings
@@ -190,8 +183,10 @@ def test_duplicated_name_header_is_held(tmp_path):
 def test_metadata_that_is_not_email_at_all(tmp_path):
     path = make_wheel(tmp_path, "demo", "1.0", metadata=bytes(range(256)).decode("latin-1"))
     findings = inspect(path).findings
-    assert {f.check for f in findings} == {METADATA_INVALID}
-    assert Severity.MEDIUM in {f.severity for f in findings}
+    # and no Metadata-Version, when packaging gets as far as reading headers
+    assert METADATA_INVALID in {f.check for f in findings}
+    assert {f.check for f in findings} <= {METADATA_INVALID, METADATA_VERSION_UNKNOWN}
+    assert Severity.MEDIUM in {f.severity for f in findings if f.check == METADATA_INVALID}
 
 
 def test_multipart_metadata_that_packaging_chokes_on(tmp_path):
@@ -200,8 +195,14 @@ def test_multipart_metadata_that_packaging_chokes_on(tmp_path):
         "Content-Type: multipart/mixed; boundary=zz\n\n--zz\n\nhi\n--zz--\n"
     )
     inspection = inspect(make_wheel(tmp_path, "demo", "1.0", metadata=text))
-    finding = only(inspection, METADATA_INVALID)
-    assert finding.severity is Severity.MEDIUM and "cannot parse" in finding.message
+    graded = {(f.severity, f.evidence.split(":")[0]) for f in inspection.findings}
+    # older packaging raises on a multipart body; newer (26.4) sets the body aside as an
+    # unreadable description, which installers never read
+    assert (Severity.MEDIUM, "AssertionError") in graded or (
+        Severity.LOW,
+        "description",
+    ) in graded
+    assert {f.check for f in inspection.findings} == {METADATA_INVALID}
     assert inspection.core_metadata == text.encode()
 
 

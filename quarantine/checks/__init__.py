@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from quarantine.artifact import Artifact
-from quarantine.checks import archive, filename, hashes, metadata
+from quarantine.checks import archive, filename, hashes, metadata, unicode, urls
 from quarantine.findings import CheckContext, Finding
 
 CheckFunction = Callable[[Artifact, CheckContext], list[Finding]]
@@ -43,6 +43,18 @@ CATALOGUE: Final[list[Check]] = [
     Check(metadata.METADATA_NAME_MISMATCH, metadata.metadata_name_mismatch),
     Check(metadata.METADATA_VERSION_MISMATCH, metadata.metadata_version_mismatch),
     Check(metadata.METADATA_INVALID, metadata.metadata_invalid),
+    Check(metadata.METADATA_VERSION_UNKNOWN, metadata.metadata_version_unknown),
+    Check(metadata.METADATA_OVERSIZED, metadata.metadata_oversized),
+    Check(metadata.REQUIRES_DIST_DIRECT_URL, metadata.requires_dist_direct_url),
+    Check(metadata.DEPENDENCY_NOT_MIRRORED, metadata.dependency_not_mirrored),
+    Check(unicode.CONTROL_CHARACTERS, unicode.control_characters),
+    Check(unicode.BIDI_CONTROL_CHARACTERS, unicode.bidi_control_characters),
+    Check(unicode.INVISIBLE_CHARACTERS, unicode.invisible_characters),
+    Check(unicode.MIXED_SCRIPT_CONFUSABLE, unicode.mixed_script_confusable),
+    Check(urls.URL_SCRIPT_SCHEME, urls.url_script_scheme),
+    Check(urls.URL_IP_HOST, urls.url_ip_host),
+    Check(urls.URL_SHORTENER, urls.url_shortener),
+    Check(urls.URL_PLAIN_HTTP, urls.url_plain_http),
 ]
 
 __all__ = ["CATALOGUE", "CHECK_CRASHED", "Check", "CheckFunction"]
