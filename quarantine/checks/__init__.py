@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from typing import Final
 
 from quarantine.artifact import Artifact
-from quarantine.checks import archive, filename, hashes, metadata, unicode, urls
+from quarantine.checks import (
+    archive,
+    entrypoints,
+    filename,
+    hashes,
+    metadata,
+    namespace,
+    startup,
+    unicode,
+    urls,
+)
 from quarantine.findings import CheckContext, Finding
 
 CheckFunction = Callable[[Artifact, CheckContext], list[Finding]]
@@ -55,6 +65,14 @@ CATALOGUE: Final[list[Check]] = [
     Check(urls.URL_IP_HOST, urls.url_ip_host),
     Check(urls.URL_SHORTENER, urls.url_shortener),
     Check(urls.URL_PLAIN_HTTP, urls.url_plain_http),
+    Check(startup.PTH_IMPORT, startup.pth_import),
+    Check(startup.PTH_ALLOWLISTED, startup.pth_allowlisted),
+    Check(startup.PTH_PATH, startup.pth_path),
+    Check(startup.SITECUSTOMIZE, startup.sitecustomize_installed),
+    Check(entrypoints.SCRIPT_SHADOWS_COMMAND, entrypoints.script_shadows_command),
+    Check(entrypoints.PLUGIN_ENTRY_POINT, entrypoints.plugin_entry_point),
+    Check(namespace.NAMESPACE_HIJACK, namespace.namespace_hijack),
+    Check(namespace.STDLIB_SHADOWING, namespace.stdlib_shadowing),
 ]
 
 __all__ = ["CATALOGUE", "CHECK_CRASHED", "Check", "CheckFunction"]
