@@ -65,11 +65,11 @@ def test_legacy_sdist_filenames_pass(tmp_path):
 
 
 def test_file_listed_under_another_project_is_critical(tmp_path):
-    path = make_wheel(tmp_path, "requestz", "2.0")
+    path = make_wheel(tmp_path, "unrelated", "2.0")
     inspection = inspect_file(path, CheckContext(filename=path.name, project="requests"))
     (finding,) = inspection.findings
     assert (finding.check, finding.severity) == (PROJECT_NAME_MISMATCH, Severity.CRITICAL)
-    assert "requestz" in finding.message and "requests" in finding.message
+    assert "unrelated" in finding.message and "requests" in finding.message
 
 
 @pytest.mark.parametrize(
