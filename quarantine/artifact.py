@@ -53,6 +53,10 @@ GiB = 1024 * MiB
 
 # Files are hashed and members read in chunks of this size: never a whole file in memory.
 CHUNK_SIZE = 1 * MiB
+# Artifact.head keeps this much of each member it has read: enough for magic numbers.
+HEAD_SIZE = 64
+# A zip symlink's target is its content; a real one is a short path.
+MAX_LINK_TARGET = 4 * KiB
 
 ArtifactKind = Literal["wheel", "sdist"]
 Container = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz"]
@@ -371,7 +375,7 @@ def _central_directory_size(stream: BinaryIO, file_size: int) -> int | None:
     if at < 0 or len(tail) - at < _EOCD.size:
         return None
     fields = _EOCD.unpack_from(tail, at)
-    size: int = fields[6]
+    size: int = fields[5]
     if size != 0xFFFFFFFF and fields[4] != 0xFFFF:
         return size
     locator_at = at - _EOCD64_LOCATOR.size
@@ -446,6 +450,386 @@ class _ZipBackend:
 
     def close(self) -> None:
         self._stack.close()
+
+
+# ---------------------------------------------------------------- zip layout
+#
+# zipfile trusts the central directory and reads a local header only to skip it; a
+# streaming installer trusts the local headers and never reads the directory. When the
+# two disagree, or bytes sit where only one kind of reader looks, two installers unpack
+# different files from the same wheel (uv's CVE-2025-54368). The layout below is what
+# the bytes say, every structure located and decoded with ``struct`` in bounded reads;
+# the zip-confusion checks judge it.
+
+_CENTRAL = struct.Struct("<4s6H3L5H2L")  # central directory file header
+_LOCAL = struct.Struct("<4s5H3L2H")  # local file header
+_CENTRAL_SIGNATURE = b"PK\x01\x02"
+_LOCAL_SIGNATURE = b"PK\x03\x04"
+_END_SIGNATURE = b"PK\x05\x06"
+_ZIP64_END_SIGNATURE = b"PK\x06\x06"
+_ZIP64_LOCATOR_SIGNATURE = b"PK\x06\x07"
+_DESCRIPTOR_SIGNATURE = b"PK\x07\x08"
+_ZIP64_EXTRA = 0x0001
+_UNICODE_PATH_EXTRA = 0x7075  # Info-ZIP: a UTF-8 name some readers prefer to the stored one
+_FLAG_DESCRIPTOR = 0x0008  # sizes and CRC follow the data, not in the local header
+_FLAG_UTF8 = 0x0800
+_MAX_32 = 0xFFFFFFFF
+
+# Record signatures worth naming when they turn up in bytes no structure accounts for:
+# a reader that scans for them (a streaming installer, a repair tool) finds what the
+# central directory does not list.
+ZIP_SIGNATURES: Mapping[bytes, str] = {
+    _LOCAL_SIGNATURE: "local file header",
+    _CENTRAL_SIGNATURE: "central directory header",
+    _END_SIGNATURE: "end of central directory record",
+    _ZIP64_END_SIGNATURE: "zip64 end of central directory record",
+}
+
+SpanKind = Literal["prepended", "between", "comment", "appended"]
+
+
+@dataclass(frozen=True, slots=True)
+class ZipHeader:
+    """One header's account of a member: the central directory's, or the local one's."""
+
+    name: bytes  # exactly as stored
+    flags: int
+    method: int
+    crc: int
+    compressed_size: int  # zip64 values resolved
+    size: int
+    unicode_name: str | None  # the Info-ZIP Unicode Path extra field's name, when present
+
+    @property
+    def text_name(self) -> str:
+        """The name as zipfile (and pip) decode it: UTF-8 when flagged, else cp437."""
+        return self.name.decode("utf-8" if self.flags & _FLAG_UTF8 else "cp437", "replace")
+
+
+@dataclass(frozen=True, slots=True)
+class ZipDescriptor:
+    """The data descriptor after a member's data (flag bit 3): what a streaming reader
+    learns the member's CRC and sizes from."""
+
+    crc: int
+    compressed_size: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ZipEntry:
+    """A central directory entry beside the local header its offset leads to."""
+
+    central: ZipHeader
+    declared_offset: int  # of the local header, as the directory gives it
+    offset: int  # where zipfile looks for it: declared, shifted as the end record implies
+    local: ZipHeader | None  # None when no local header is there
+    descriptor: ZipDescriptor | None
+    end: int  # end of the local header, the data and any descriptor (offset when no header)
+
+
+@dataclass(frozen=True, slots=True)
+class ZipSpan:
+    """Bytes no zip structure accounts for, and any record signatures inside them."""
+
+    kind: SpanKind  # before the first member, between structures, the comment, after it
+    start: int
+    end: int
+    signatures: tuple[str, ...]  # ZIP_SIGNATURES names found inside, in order, once each
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class ZipLayout:
+    """Where a zip's structures sit and what each says, as :meth:`Artifact.zip_layout`
+    reads them. Offsets are from the start of the file."""
+
+    file_size: int
+    entries: tuple[ZipEntry, ...]  # central directory order
+    end_offset: int  # the end of central directory record zipfile uses (the last one)
+    declared_entries: int  # the end record's entry count (the zip64 one's when present)
+    declared_disk_entries: int  # the same count "on this disk" (must be equal)
+    directory_offset: int  # the directory's offset as declared
+    directory_start: int  # where zipfile reads it: just before the end records
+    directory_size: int
+    comment_length: int  # as declared; the comment may run past the end of the file
+    zip64_offset: int | None  # where zipfile reads the zip64 end record (None: no zip64)
+    zip64_declared_offset: int | None  # where the zip64 locator says it is
+    # The classic end record's own (disk entries, entries, directory size, directory
+    # offset): with zip64, readers that ignore it unless these are saturated use these.
+    classic_values: tuple[int, int, int, int]
+    end_records: tuple[int, ...]  # every end-record signature in the directory or in
+    # unaccounted bytes, the one used included
+    spans: tuple[ZipSpan, ...]  # unaccounted bytes, in file order
+
+    @property
+    def shift(self) -> int:
+        """How far every declared offset is off (data prepended to a whole zip)."""
+        return self.directory_start - self.directory_offset
+
+
+def _extra_fields(extra: bytes) -> Iterator[tuple[int, bytes]]:
+    at = 0
+    while at + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, at)
+        yield kind, extra[at + 4 : at + 4 + length]
+        at += 4 + length
+
+
+def _unicode_name(extra: bytes) -> str | None:
+    for kind, data in _extra_fields(extra):
+        if kind == _UNICODE_PATH_EXTRA and len(data) >= 5:
+            return data[5:].decode("utf-8", "replace")
+    return None
+
+
+def _zip64_values(extra: bytes) -> list[int]:
+    for kind, data in _extra_fields(extra):
+        if kind == _ZIP64_EXTRA:
+            return [value for (value,) in struct.iter_unpack("<Q", data[: len(data) // 8 * 8])]
+    return []
+
+
+def _parse_directory(data: bytes) -> list[tuple[ZipHeader, int]]:
+    """Central directory entries and their declared local header offsets, read as
+    zipfile reads them (until the declared size is used up)."""
+    entries = []
+    at = 0
+    while at + _CENTRAL.size <= len(data):
+        fields = _CENTRAL.unpack_from(data, at)
+        if fields[0] != _CENTRAL_SIGNATURE:
+            break
+        flags, method, crc, compressed, size = fields[3], fields[4], fields[7], fields[8], fields[9]
+        name_length, extra_length, comment_length, offset = (
+            fields[10],
+            fields[11],
+            fields[12],
+            fields[16],
+        )
+        name_at = at + _CENTRAL.size
+        name = data[name_at : name_at + name_length]
+        extra = data[name_at + name_length : name_at + name_length + extra_length]
+        values = iter(_zip64_values(extra))
+        # The zip64 extra holds, in this order, each field whose 32-bit slot is full.
+        size = next(values, size) if size == _MAX_32 else size
+        compressed = next(values, compressed) if compressed == _MAX_32 else compressed
+        offset = next(values, offset) if offset == _MAX_32 else offset
+        header = ZipHeader(name, flags, method, crc, compressed, size, _unicode_name(extra))
+        entries.append((header, offset))
+        at = name_at + name_length + extra_length + comment_length
+    return entries
+
+
+def _read_at(stream: BinaryIO, offset: int, size: int) -> bytes:
+    stream.seek(offset)
+    return stream.read(size)
+
+
+def _local_header(stream: BinaryIO, offset: int) -> tuple[ZipHeader, int] | None:
+    """The local header at ``offset`` and where its data starts, or None."""
+    fixed = _read_at(stream, offset, _LOCAL.size)
+    if len(fixed) < _LOCAL.size or fixed[:4] != _LOCAL_SIGNATURE:
+        return None
+    fields = _LOCAL.unpack(fixed)
+    flags, method, crc, compressed, size, name_length, extra_length = (
+        fields[2],
+        fields[3],
+        fields[6],
+        fields[7],
+        fields[8],
+        fields[9],
+        fields[10],
+    )
+    variable = stream.read(name_length + extra_length)  # at most 128 KiB
+    name, extra = variable[:name_length], variable[name_length:]
+    values = _zip64_values(extra)
+    # A local zip64 extra carries both sizes (uncompressed first) whenever either is full.
+    if len(values) >= 2 and _MAX_32 in (size, compressed):
+        size, compressed = values[0], values[1]
+    elif values and size == _MAX_32:
+        size = values[0]
+    elif values and compressed == _MAX_32:
+        compressed = values[0]
+    header = ZipHeader(name, flags, method, crc, compressed, size, _unicode_name(extra))
+    return header, offset + _LOCAL.size + name_length + extra_length
+
+
+def _descriptor(
+    stream: BinaryIO, offset: int, expected: ZipHeader, zip64: bool
+) -> tuple[ZipDescriptor, int]:
+    """The data descriptor at ``offset`` and its length. Its signature is optional and
+    its sizes are 4 or 8 bytes; of the readings possible, the one that agrees with the
+    central directory is taken (else the plainest), as a lenient reader would."""
+    data = _read_at(stream, offset, 24)
+    readings: list[tuple[ZipDescriptor, int]] = []
+    skips = (4, 0) if data[:4] == _DESCRIPTOR_SIGNATURE else (0,)
+    for skip in skips:
+        for wide in (zip64, not zip64):
+            layout = struct.Struct("<LQQ" if wide else "<LLL")
+            if len(data) >= skip + layout.size:
+                crc, compressed, size = layout.unpack_from(data, skip)
+                readings.append((ZipDescriptor(crc, compressed, size), skip + layout.size))
+    if not readings:
+        return ZipDescriptor(-1, -1, -1), len(data)
+    for reading in readings:
+        found = reading[0]
+        if (found.crc, found.compressed_size, found.size) == (
+            expected.crc,
+            expected.compressed_size,
+            expected.size,
+        ):
+            return reading
+    return readings[0]
+
+
+def _signatures_in(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """Offsets of ZIP_SIGNATURES in ``[start, end)``, read in CHUNK_SIZE chunks."""
+    overlap = 3
+    at = start
+    carry = b""
+    while at < end:
+        chunk = _read_at(stream, at, min(CHUNK_SIZE, end - at))
+        if not chunk:
+            return
+        window = carry + chunk
+        base = at - len(carry)
+        found = window.find(b"PK")
+        while found >= 0:
+            signature = window[found : found + 4]
+            if signature in ZIP_SIGNATURES:
+                yield base + found, signature
+            found = window.find(b"PK", found + 1)
+        carry = window[-overlap:]
+        at += len(chunk)
+
+
+def _spans(
+    stream: BinaryIO, file_size: int, claimed: list[tuple[int, int]], comment: tuple[int, int]
+) -> tuple[list[ZipSpan], list[int]]:
+    """The unclaimed byte ranges (and the comment), each scanned for record signatures;
+    and every end-record signature found in them."""
+    ranges: list[tuple[SpanKind, int, int]] = []
+    cursor = 0
+    first = min((start for start, _end in claimed), default=0)
+    for start, end in sorted(claimed):
+        if start > cursor:
+            ranges.append(("prepended" if cursor < first else "between", cursor, start))
+        cursor = max(cursor, end)
+    comment_start, comment_end = comment
+    if comment_end > comment_start:
+        ranges.append(("comment", comment_start, comment_end))
+    if file_size > max(cursor, comment_end):
+        ranges.append(("appended", max(cursor, comment_end), file_size))
+    spans = []
+    end_records = []
+    for kind, start, end in ranges:
+        names: dict[str, None] = {}
+        for at, signature in _signatures_in(stream, start, end):
+            names.setdefault(ZIP_SIGNATURES[signature])
+            if signature == _END_SIGNATURE:
+                end_records.append(at)
+        spans.append(ZipSpan(kind, start, end, tuple(names)))
+    return spans, end_records
+
+
+def read_zip_layout(path: Path, limits: Limits = DEFAULT_LIMITS) -> ZipLayout:
+    """Locate and decode every structure of the zip at ``path``: the end records as
+    zipfile finds them (the last end record in the final 64 KiB), the central directory,
+    each local header at the offset the directory gives and its data descriptor, and the
+    bytes none of them accounts for. Reads are bounded: the directory by
+    ``max_central_directory_size``, each header by its own length fields, unaccounted
+    bytes in CHUNK_SIZE chunks. ArtifactError when there is no end record or the
+    directory is too big; anything else odd is recorded for the checks to judge."""
+    with _translated("read the zip layout"), path.open("rb") as stream:
+        file_size = stream.seek(0, io.SEEK_END)
+        tail_size = min(file_size, _EOCD.size + 0xFFFF)
+        tail_start = file_size - tail_size
+        tail = _read_at(stream, tail_start, tail_size)
+        at = tail.rfind(_END_SIGNATURE)
+        if at < 0 or tail_size - at < _EOCD.size:
+            raise ArtifactError("no end of central directory record")
+        end_offset = tail_start + at
+        fields = _EOCD.unpack_from(tail, at)
+        disk_entries, entries, directory_size, directory_offset, comment_length = fields[3:8]
+        classic = (disk_entries, entries, directory_size, directory_offset)
+        zip64_offset = zip64_declared = None
+        locator = _read_at(stream, end_offset - _EOCD64_LOCATOR.size, _EOCD64_LOCATOR.size)
+        if end_offset >= _EOCD64_LOCATOR.size + _EOCD64.size and locator[:4] == (
+            _ZIP64_LOCATOR_SIGNATURE
+        ):
+            candidate = end_offset - _EOCD64_LOCATOR.size - _EOCD64.size
+            record = _read_at(stream, candidate, _EOCD64.size)
+            if record[:4] == _ZIP64_END_SIGNATURE:
+                zip64_offset = candidate
+                zip64_declared = _EOCD64_LOCATOR.unpack(locator)[2]
+                values = _EOCD64.unpack(record)
+                disk_entries, entries, directory_size, directory_offset = values[6:10]
+        directory_end = end_offset if zip64_offset is None else zip64_offset
+        directory_start = directory_end - directory_size
+        if directory_size > limits.max_central_directory_size:
+            raise _refuse(
+                f"the zip central directory is {directory_size} bytes "
+                f"(over {limits.max_central_directory_size})",
+                "max_central_directory_size",
+            )
+        if directory_start < 0:
+            raise ArtifactError("the central directory would start before the file")
+        directory = _read_at(stream, directory_start, directory_size)
+        shift = directory_start - directory_offset
+        found = []
+        claimed = [(directory_start, directory_end), (directory_end, end_offset + _EOCD.size)]
+        for central, declared in _parse_directory(directory):
+            offset = declared + shift
+            local = _local_header(stream, offset) if 0 <= offset < file_size else None
+            header, descriptor, end = None, None, offset
+            if local is not None:
+                header, data_start = local
+                end = data_start + central.compressed_size
+                if header.flags & _FLAG_DESCRIPTOR:
+                    zip64 = _wide_descriptor(header, central)
+                    descriptor, length = _descriptor(stream, end, central, zip64)
+                    end += length
+                claimed.append((offset, min(end, file_size)))
+            found.append(ZipEntry(central, declared, offset, header, descriptor, end))
+        comment_start = end_offset + _EOCD.size
+        comment_end = min(comment_start + comment_length, file_size)
+        spans, stray_ends = _spans(stream, file_size, claimed, (comment_start, comment_end))
+        in_directory = [directory_start + index for index in _find_all(directory, _END_SIGNATURE)]
+        end_records = sorted({*in_directory, *stray_ends, end_offset})
+        return ZipLayout(
+            file_size=file_size,
+            entries=tuple(found),
+            end_offset=end_offset,
+            declared_entries=entries,
+            declared_disk_entries=disk_entries,
+            directory_offset=directory_offset,
+            directory_start=directory_start,
+            directory_size=directory_size,
+            comment_length=comment_length,
+            zip64_offset=zip64_offset,
+            zip64_declared_offset=zip64_declared,
+            classic_values=classic,
+            end_records=tuple(end_records),
+            spans=tuple(spans),
+        )
+
+
+def _wide_descriptor(local: ZipHeader, central: ZipHeader) -> bool:
+    """Whether a member's data descriptor should carry 8-byte sizes (zip64)."""
+    return max(central.size, central.compressed_size) >= _MAX_32 or _MAX_32 in (
+        local.size,
+        local.compressed_size,
+    )
+
+
+def _find_all(data: bytes, needle: bytes) -> Iterator[int]:
+    at = data.find(needle)
+    while at >= 0:
+        yield at
+        at = data.find(needle, at + 1)
 
 
 # ---------------------------------------------------------------- tar
@@ -602,6 +986,8 @@ class Artifact:
         self.members: tuple[Member, ...] = ()
         self._backend: _Backend | None = None
         self._by_name: dict[str, list[Member]] = {}
+        self._heads: dict[str, bytes] = {}
+        self._layout: ZipLayout | ArtifactError | None = None
         self._parse_filename()
 
     @classmethod
@@ -713,6 +1099,8 @@ class Artifact:
         read = 0
         with _translated("read member", name), backend.open_member(name) as stream:
             while chunk := stream.read(CHUNK_SIZE):
+                if not read:
+                    self._heads[name] = chunk[:HEAD_SIZE]
                 read += len(chunk)
                 if read > member.size:
                     raise ArtifactError(
@@ -727,6 +1115,55 @@ class Artifact:
                     f"not its declared {member.size}",
                     name,
                 )
+
+    def head(self, name: str, size: int = HEAD_SIZE) -> bytes:
+        """The first ``size`` bytes of a file member (all of it if shorter), for magic
+        numbers: only those are decompressed, and not CRC-checked. A member already
+        streamed answers from memory. Cheap for a zip; a compressed tar must decompress
+        everything before the member."""
+        found = self.member(name)
+        if found is None or found.type is not MemberType.FILE:
+            raise ArtifactError(f"no file member {safe_text(repr(name))}", name)
+        cached = self._heads.get(name)
+        if cached is not None and (size <= len(cached) or len(cached) == found.size):
+            return cached[:size]
+        if self._backend is None:
+            raise self.error or ArtifactError("the archive is closed", name)
+        with _translated("read member", name), self._backend.open_member(name) as stream:
+            data = stream.read(min(size, found.size))
+        if size <= HEAD_SIZE or len(data) < size:
+            self._heads[name] = data[:HEAD_SIZE]
+        return data
+
+    def link_target(self, name: str) -> str | None:
+        """Where a link member points: a tar header's link name, or a zip symlink's
+        content (its target, by the Info-ZIP convention; at most MAX_LINK_TARGET bytes,
+        undecodable bytes escaped). None for members that are not links."""
+        found = self.member(name)
+        if found is None or found.type not in (MemberType.SYMLINK, MemberType.HARDLINK):
+            return None
+        if found.link_target is not None or self.container != "zip":
+            return found.link_target
+        if self._backend is None:
+            raise self.error or ArtifactError("the archive is closed", name)
+        with _translated("read link", name), self._backend.open_member(name) as stream:
+            data = stream.read(MAX_LINK_TARGET)
+        return safe_text(data.decode("utf-8", "surrogateescape"))
+
+    def zip_layout(self) -> ZipLayout | None:
+        """Where the zip's structures are and what each says (:func:`read_zip_layout`),
+        read once; None for a tar, or an archive that did not open. ArtifactError when
+        the structures cannot be read."""
+        if self.container != "zip" or self.error is not None:
+            return None
+        if self._layout is None:
+            try:
+                self._layout = read_zip_layout(self.path, self.limits)
+            except ArtifactError as exc:
+                self._layout = exc
+        if isinstance(self._layout, ArtifactError):
+            raise self._layout
+        return self._layout
 
     # ------------------------------------------------------------ layout
 
@@ -880,6 +1317,9 @@ def wheel_info(data: bytes) -> dict[str, list[str]]:
 __all__ = [
     "CHUNK_SIZE",
     "DEFAULT_LIMITS",
+    "HEAD_SIZE",
+    "MAX_LINK_TARGET",
+    "ZIP_SIGNATURES",
     "Artifact",
     "ArtifactError",
     "ArtifactKind",
@@ -888,10 +1328,16 @@ __all__ = [
     "Member",
     "MemberType",
     "RecordEntry",
+    "ZipDescriptor",
+    "ZipEntry",
+    "ZipHeader",
+    "ZipLayout",
+    "ZipSpan",
     "digest_file",
     "parse_core_metadata",
     "parse_entry_points",
     "parse_record",
+    "read_zip_layout",
     "safe_text",
     "wheel_info",
 ]
