@@ -15,7 +15,6 @@ and the filename, digests and size are known even then. Reading a member raises
 from __future__ import annotations
 
 import bz2
-import configparser
 import csv
 import email.parser
 import gzip
@@ -1291,17 +1290,25 @@ def parse_record(data: bytes) -> tuple[RecordEntry, ...]:
         return tuple(entries)
 
 
-class _CaseKeepingParser(configparser.ConfigParser):
-    def optionxform(self, optionstr: str) -> str:
-        return optionstr
-
-
 def parse_entry_points(data: bytes) -> dict[str, dict[str, str]]:
-    """entry_points.txt as ``{group: {name: value}}``, case kept, no interpolation."""
-    with _translated("parse entry_points.txt"):
-        parser = _CaseKeepingParser(delimiters=("=",), interpolation=None, strict=False)
-        parser.read_string(data.decode("utf-8"))
-        return {group: dict(parser.items(group)) for group in parser.sections()}
+    """entry_points.txt as ``{group: {name: value}}``, read line by line the way
+    installers (``importlib.metadata``) read it, not the way configparser would: an
+    indented line or an odd header that configparser folds away is still an entry point
+    to pip, so it must be one to the checks too."""
+    groups: dict[str, dict[str, str]] = {}
+    group: str | None = None
+    for raw in data.decode("utf-8", "replace").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            group = line.strip("[]")
+            groups.setdefault(group, {})
+            continue
+        name, equals, value = line.partition("=")
+        if group is not None and equals:
+            groups[group][name.strip()] = value.strip()
+    return groups
 
 
 def wheel_info(data: bytes) -> dict[str, list[str]]:

@@ -166,8 +166,8 @@ def test_digests_cover_requested_algorithms_and_skip_unknown_ones(tmp_path):
 def test_entry_points_keep_case_and_do_not_interpolate():
     parsed = parse_entry_points(b"[console_scripts]\nPip = x:main %(home)s\n")
     assert parsed == {"console_scripts": {"Pip": "x:main %(home)s"}}
-    with pytest.raises(ArtifactError):
-        parse_entry_points(b"not an ini file")
+    # Like importlib.metadata: lines outside a [group] are ignored, never an error.
+    assert parse_entry_points(b"not an ini file\n[g]\na = b\n") == {"g": {"a": "b"}}
 
 
 # ---------------------------------------------------------------- metadata location

@@ -16,7 +16,7 @@ from typing import Final
 
 from packaging.utils import canonicalize_name
 
-from quarantine.artifact import Artifact, ArtifactError, safe_text
+from quarantine.artifact import Artifact, ArtifactError, parse_entry_points, safe_text
 from quarantine.checks.installed import Place, landings
 from quarantine.findings import CheckContext, Finding, Severity
 
@@ -217,19 +217,9 @@ def read_entry_points(artifact: Artifact) -> list[EntryPoint]:
     if data is None:
         return []
     found = []
-    group: str | None = None
-    for raw in data.decode("utf-8", "replace").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            group = line.strip("[]")  # as importlib.metadata reads a section
-            continue
-        name, equals, value = line.partition("=")
-        if group is not None and equals:
-            found.append(
-                EntryPoint(safe_text(group), safe_text(name.strip()), safe_text(value.strip()))
-            )
+    for group, entries in parse_entry_points(data).items():
+        for name, value in entries.items():
+            found.append(EntryPoint(safe_text(group), safe_text(name), safe_text(value)))
     return found
 
 
