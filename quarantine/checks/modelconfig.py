@@ -21,7 +21,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from quarantine.artifact import Artifact, ArtifactError, Member, MiB
 from quarantine.checks.modelfiles import (
