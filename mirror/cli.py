@@ -345,6 +345,16 @@ def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
     raise SystemExit(SCAN_EXIT[worst])
 
 
+@main.command("checks")
+def list_checks() -> None:
+    """List every check: its id (for [policy.checks] and allow lists) and what it looks for."""
+    from quarantine.checks import CATALOGUE
+
+    width = max(len(check.id) for check in CATALOGUE)
+    for check in CATALOGUE:
+        click.echo(f"{check.id:<{width}}  {check.description}")
+
+
 @main.command()
 @click.pass_obj
 def init(obj: CliContext) -> None:

@@ -114,3 +114,13 @@ def test_decisions_need_a_reason_and_a_matching_file(config):
     assert "no approved files match demo==1.0" in nothing.output
     bad = run(config, "approve", "demo>=1", "--reason", "x")
     assert "only PROJECT==VERSION" in bad.output
+
+
+def test_checks_lists_every_catalogue_id():
+    from quarantine.checks import CATALOGUE
+
+    result = CliRunner().invoke(main, ["checks"])
+    assert result.exit_code == 0
+    listed = [line.split()[0] for line in result.output.splitlines()]
+    assert listed == [check.id for check in CATALOGUE]
+    assert len(set(listed)) == len(listed)  # ids are unique
