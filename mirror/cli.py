@@ -207,6 +207,10 @@ def _actor() -> str:
 
 def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason: str) -> None:
     states = {"approve": APPROVABLE, "reject": REJECTABLE, "revoke": REVOCABLE}[verb]
+    if verb == "approve" and filename is None:
+        # Overturning a rejection or a revocation is a decision about one file, named with
+        # --file; approving a release by name only publishes what is still held.
+        states = (State.QUARANTINED,)
     db = obj.database()
     rows = _select(db, spec, filename, states)
     publisher = Publisher(db, local_storage(obj.settings.data_dir))
@@ -229,7 +233,8 @@ _file = click.option("--file", "filename", help="Only this file of the release."
 @click.option("--reason", default="approved from the command line", show_default=True)
 @click.pass_obj
 def approve(obj: CliContext, spec: str, filename: str | None, reason: str) -> None:
-    """Publish held (or rejected/revoked) files: they appear on the index at once."""
+    """Publish held files: they appear on the index at once. A rejected or revoked file is
+    only approved when named with --file."""
     _decide(obj, "approve", spec, filename, reason)
 
 

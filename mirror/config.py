@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from quarantine.checks import known_check_ids
 from quarantine.findings import Severity
 from quarantine.policy import DEFAULT_SEVERITY_ACTIONS, Action, Policy
 
@@ -115,8 +116,14 @@ def _str(value: Any) -> str:
 
 
 def _str_list(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):  # from the environment: comma-separated
-        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, str):  # from the environment: a TOML array, or comma-separated
+        if value.lstrip().startswith("["):
+            try:
+                value = tomllib.loads(f"value = {value}")["value"]
+            except tomllib.TOMLDecodeError as error:
+                raise ValueError(f"not a TOML array: {error}") from None
+        else:
+            return tuple(item.strip() for item in value.split(",") if item.strip())
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError("expected a list of strings")
     return tuple(value)
@@ -349,10 +356,14 @@ def _parse_policy(raw: Mapping[str, Any], source: str) -> PolicySettings:
         if key not in {s.value for s in Severity}:
             raise ConfigError(f"{source}: unknown key policy.severity.{key} (a severity name)")
         severity[key] = _parse_value(_action, value, f"policy.severity.{key}", source)
-    checks = {
-        key: _parse_value(_action, value, f"policy.checks.{key}", source)
-        for key, value in _table(checks_raw, "policy.checks", source).items()
-    }
+    known = known_check_ids()
+    checks: dict[str, Action] = {}
+    for key, value in _table(checks_raw, "policy.checks", source).items():
+        if key not in known:
+            raise ConfigError(
+                f"{source}: unknown check id policy.checks.{key} (see `qmirror checks`)"
+            )
+        checks[key] = _parse_value(_action, value, f"policy.checks.{key}", source)
     projects: dict[str, ProjectPolicy] = {}
     for name, table in _table(projects_raw, "policy.projects", source).items():
         where = f"policy.projects.{name}"
@@ -360,6 +371,11 @@ def _parse_policy(raw: Mapping[str, Any], source: str) -> PolicySettings:
         unknown = set(table) - {"allow", "cooldown"}
         if unknown:
             raise ConfigError(f"{source}: unknown key {where}.{sorted(unknown)[0]}")
+        for check_id in table.get("allow", []):
+            if check_id not in known:
+                raise ConfigError(
+                    f"{source}: {where}.allow: unknown check id {check_id!r} (see `qmirror checks`)"
+                )
         projects[canonicalize_name(name)] = ProjectPolicy(
             allow=_parse_value(_str_list, table.get("allow", []), f"{where}.allow", source),
             cooldown=(

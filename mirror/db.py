@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -263,6 +264,28 @@ class Database:
         conn.execute("PRAGMA synchronous = NORMAL")
         return SqliteUtilsDatabase(conn)
 
+    @contextmanager
+    def write(self) -> Iterator[SqliteUtilsDatabase]:
+        """A write transaction that takes the write lock up front (BEGIN IMMEDIATE).
+
+        A deferred transaction that reads and then writes fails at once with "database is
+        locked" if another writer committed in between; an immediate one waits its turn
+        (busy timeout) and its reads see the state it then writes over. Nested use becomes
+        a savepoint.
+        """
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield db
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -286,7 +309,7 @@ class Database:
         self, name: str, display_name: str, reason: str, required_by: str | None = None
     ) -> None:
         """Record a project the first time it is seen; a configured project stays configured."""
-        with self.db.atomic():
+        with self.write():
             existing = self.db.execute(
                 "SELECT reason FROM projects WHERE name = ?", [name]
             ).fetchone()
@@ -399,6 +422,12 @@ class Database:
             )
         ]
 
+    def sha256_still_servable(self, sha256: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM servable_files WHERE sha256 = ? LIMIT 1", [sha256]
+        ).fetchone()
+        return row is not None
+
     def servable_file(self, sha256: str, filename: str) -> FileRow | None:
         rows = list(
             self.db.query(
@@ -416,7 +445,7 @@ class Database:
         now: datetime,
     ) -> int:
         """Insert a quarantined file, its findings and its first audit row, atomically."""
-        with self.db.atomic():
+        with self.write():
             cursor = self.db.execute(
                 """INSERT INTO files (project, version, filename, kind, sha256, size,
                     upstream_url, upload_time, first_seen, requires_python, yanked,
@@ -497,7 +526,7 @@ class Database:
         (so two reviewers deciding at once cannot both win).
         """
         allowed = [State(s).value for s in expected]
-        with self.db.atomic():
+        with self.write():
             row = self.db.execute("SELECT state FROM files WHERE id = ?", [file_id]).fetchone()
             if row is None:
                 raise StateConflict(f"no file with id {file_id}")
@@ -568,7 +597,7 @@ class Database:
     # ------------------------------------------------------------ pages
 
     def put_pages(self, pages: Mapping[str, Page], *, delete: Iterable[str] = ()) -> None:
-        with self.db.atomic():
+        with self.write():
             for key, page in pages.items():
                 self.db.execute(
                     "INSERT INTO pages (key, body, etag, content_type, updated_at)"

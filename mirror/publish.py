@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
-from mirror.db import Database, FileRow, State, utcnow
+from mirror.db import Database, FileRow, State, StateConflict, utcnow
 from mirror.simple import refresh_pages
 from mirror.storage import Storage, copy_blob
 
@@ -39,55 +39,50 @@ class Publisher:
         self.clock = clock
 
     def approve(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
-        done = []
-        for row in files:
-            self._require(row, APPROVABLE, "approve")
-            self._copy_to_published(row)
-            self.db.transition(
-                row.id,
-                expected=APPROVABLE,
-                to=State.APPROVED,
-                actor=actor,
-                reason=reason,
-                now=self.clock(),
-            )
-            done.append(row)
-        self._refresh(done)
+        done: list[FileRow] = []
+        try:
+            for row in files:
+                self._require(row, APPROVABLE, "approve")
+                self._copy_to_published(row)
+                self._transition(row, APPROVABLE, State.APPROVED, actor, reason)
+                done.append(row)
+        finally:
+            self._refresh(done)  # what did change is on the index, even if a later row failed
         return done
 
     def reject(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
         done = []
         for row in files:
             self._require(row, REJECTABLE, "reject")
-            self.db.transition(
-                row.id,
-                expected=REJECTABLE,
-                to=State.REJECTED,
-                actor=actor,
-                reason=reason,
-                now=self.clock(),
-            )
+            self._transition(row, REJECTABLE, State.REJECTED, actor, reason)
             done.append(row)
         return done
 
     def revoke(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
-        done = []
-        for row in files:
-            self._require(row, REVOCABLE, "revoke")
-            self.db.transition(
-                row.id,
-                expected=REVOCABLE,
-                to=State.REVOKED,
-                actor=actor,
-                reason=reason,
-                now=self.clock(),
-            )
-            done.append(row)
-        self._refresh(done)
-        for row in done:
-            self.storage.published.delete(row.sha256)
-            self.storage.published.delete(metadata_key(row.sha256))
+        done: list[FileRow] = []
+        try:
+            for row in files:
+                self._require(row, REVOCABLE, "revoke")
+                self._transition(row, REVOCABLE, State.REVOKED, actor, reason)
+                done.append(row)
+        finally:
+            self._refresh(done)
+            for row in done:
+                # The same bytes may still be published under another approved filename.
+                if not self.db.sha256_still_servable(row.sha256):
+                    self.storage.published.delete(row.sha256)
+                    self.storage.published.delete(metadata_key(row.sha256))
         return done
+
+    def _transition(
+        self, row: FileRow, expected: tuple[State, ...], to: State, actor: str, reason: str
+    ) -> None:
+        try:
+            self.db.transition(
+                row.id, expected=expected, to=to, actor=actor, reason=reason, now=self.clock()
+            )
+        except StateConflict as error:
+            raise PublishError(f"cannot move {row.filename} to {to.value}: {error}") from None
 
     def _require(self, row: FileRow, states: tuple[State, ...], verb: str) -> None:
         current = self.db.file_by_id(row.id)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from packaging.version import InvalidVersion, Version
@@ -42,7 +43,7 @@ def page_key(project: str | None, fmt: str) -> str:
 
 def file_url(row: FileRow) -> str:
     """Relative to ``/simple/<project>/``: content-addressed and immutable."""
-    return f"../../files/{row.sha256}/{row.filename}"
+    return f"../../files/{row.sha256}/{quote(row.filename)}"
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:
@@ -141,13 +142,16 @@ def _dumps(data: Any) -> bytes:
 
 def refresh_pages(db: Database, projects: Iterable[str]) -> None:
     """Re-render the pages of ``projects`` and the root, from the servable view only."""
-    pages: dict[str, Page] = {}
-    gone: list[str] = []
-    for name in set(projects):
-        files = db.servable_files(name)
-        if files:
-            pages.update(render_project(name, files))
-        else:
-            gone.extend(page_key(name, fmt) for fmt in FORMATS)
-    pages.update(render_root(db.servable_project_names()))
-    db.put_pages(pages, delete=gone)
+    # Read and write in one immediate transaction: a refresh that read the servable view
+    # before a concurrent revoke must not commit its (stale) pages after it.
+    with db.write():
+        pages: dict[str, Page] = {}
+        gone: list[str] = []
+        for name in set(projects):
+            files = db.servable_files(name)
+            if files:
+                pages.update(render_project(name, files))
+            else:
+                gone.extend(page_key(name, fmt) for fmt in FORMATS)
+        pages.update(render_root(db.servable_project_names()))
+        db.put_pages(pages, delete=gone)

@@ -14,6 +14,7 @@ import io
 import itertools
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -48,9 +49,10 @@ from mirror.upstream import (
     UpstreamError,
     UpstreamFile,
 )
+from quarantine.checks import CORE_METADATA_MISMATCH, UPSTREAM_HASH_MISSING
 from quarantine.findings import CheckContext, Finding, Severity
 from quarantine.inspection import inspect_file
-from quarantine.policy import Policy, Verdict, decide
+from quarantine.policy import COOLDOWN_REASON, Policy, Verdict, decide
 
 log = logging.getLogger("qmirror.sync")
 
@@ -308,7 +310,11 @@ class Syncer:
     ) -> list[_Candidate]:
         sync = self.settings.sync
         chosen: list[_Candidate] = []
+        seen: set[str] = set()
         for file in listing:
+            if file.filename in seen:
+                continue  # an upstream that lists a file twice gets it judged once
+            seen.add(file.filename)
             parsed = _parse_filename(file.filename)
             if parsed is None:
                 continue
@@ -339,7 +345,7 @@ class Syncer:
         seen: set[str] = set()
         for candidate in candidates:
             row = self.db.file_by_filename(candidate.file.filename)
-            if row is None or row.state is State.REJECTED:
+            if row is None or not _vouched_for(row):
                 continue
             for text in row.requires_dist:
                 if text in seen:
@@ -359,6 +365,7 @@ class Syncer:
         self, name: NormalizedName, candidates: list[_Candidate], summary: SyncSummary
     ) -> None:
         known = self.db.known_filenames(name)
+        self._check_changed(name, [c for c in candidates if c.file.filename in known], summary)
         new = [c for c in candidates if c.file.filename not in known]
         if not new:
             return
@@ -371,7 +378,9 @@ class Syncer:
                     candidate = futures[future]
                     try:
                         outcome, row = future.result()
-                    except (DownloadError, UpstreamError) as error:
+                    except Exception as error:  # one bad file never stops a sync
+                        if not isinstance(error, DownloadError | UpstreamError):
+                            log.exception("%s: unexpected error", candidate.file.filename)
                         summary.failed += 1
                         summary.errors.append(f"{candidate.file.filename}: {error}")
                         self.db.record_fetch_error(
@@ -398,6 +407,25 @@ class Syncer:
                 summary.approved += len(approvals)
             self.progress.finish()
 
+    def _check_changed(
+        self, name: NormalizedName, known: list[_Candidate], summary: SyncSummary
+    ) -> None:
+        """A file we already hold whose bytes the upstream now declares differently: a
+        published file must never change, so this is a replaced (possibly hijacked) upload.
+        We keep serving nothing new for it and say so loudly."""
+        for candidate in known:
+            declared = candidate.file.hashes.get("sha256")
+            row = self.db.file_by_filename(candidate.file.filename)
+            if row is None or not declared or declared.lower() == row.sha256:
+                continue
+            message = (
+                f"the upstream now declares different bytes for {row.filename} "
+                f"(sha256 {declared.lower()[:16]}…, we hold {row.sha256[:16]}…, {row.state})"
+            )
+            summary.failed += 1
+            summary.errors.append(f"{name}: {message}")
+            log.error("%s: %s", name, message)
+
     def _fetch_one(self, name: NormalizedName, candidate: _Candidate) -> tuple[Verdict, FileRow]:
         file = candidate.file
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -405,11 +433,9 @@ class Syncer:
         temp = self.tmp_dir / f"download-{os.getpid()}-{next(_temp_counter)}"
         try:
             result = self.upstream.download(file, temp)
-            inspection = inspect_file(
-                temp,
-                CheckContext(filename=file.filename, project=name, expected_hashes=file.hashes),
-            )
+            inspection = inspect_file(temp, self._context(name, file))
             findings = list(inspection.findings)
+            findings.extend(_weak_upstream_hash(file))
             metadata_sha256 = None
             if candidate.kind == "wheel" and inspection.core_metadata is not None:
                 metadata_sha256 = _sha256(inspection.core_metadata)
@@ -500,6 +526,16 @@ class Syncer:
             refresh_pages(self.db, [name])
 
 
+def _vouched_for(row: FileRow) -> bool:
+    """Whether a file's dependencies may be followed: it is approved, or held only by the
+    cooldown. A file held for findings must not pull new projects into the mirror."""
+    if row.state is State.APPROVED:
+        return True
+    return row.state is State.QUARANTINED and all(
+        reason.startswith(COOLDOWN_REASON) for reason in row.held_reasons
+    )
+
+
 def _admits(specifier: SpecifierSet, version: Version, prereleases: bool) -> bool:
     """Pre-releases only when configured, or when the specifier itself names one."""
     allow = prereleases or bool(specifier.prereleases)
@@ -510,12 +546,32 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+STRONG_HASHES = ("sha256", "sha384", "sha512", "blake2b")
+
+
+def _weak_upstream_hash(file: UpstreamFile) -> list[Finding]:
+    """Without a strong digest from the upstream, nothing vouches that these are the bytes
+    the upstream published: the download was verified against nothing (or only md5)."""
+    if any(name in file.hashes for name in STRONG_HASHES):
+        return []
+    declared = ", ".join(sorted(file.hashes)) or "none"
+    return [
+        Finding(
+            check=UPSTREAM_HASH_MISSING,
+            severity=Severity.HIGH,
+            message="The upstream declared no strong hash (sha256 or better) for this file, "
+            "so its bytes could not be verified against what was published.",
+            evidence=f"hashes declared: {declared}",
+        )
+    ]
+
+
 def _upstream_metadata_mismatch(file: UpstreamFile, ours: str) -> list[Finding]:
     declared = (file.core_metadata or {}).get("sha256")
     if declared and declared.lower() != ours:
         return [
             Finding(
-                check="core-metadata-mismatch",
+                check=CORE_METADATA_MISMATCH,
                 severity=Severity.HIGH,
                 message="The upstream's PEP 658 metadata hash differs from the METADATA "
                 "inside the wheel: installers that resolve from metadata would see "
@@ -536,8 +592,13 @@ def _finding_from_row(row: dict[str, Any]) -> Finding:
     )
 
 
+# What a wheel or sdist filename may contain (PEP 427/625 names, versions and tags). Anything
+# else (a '#', a '/', an escape sequence) would break URLs, logs or terminals downstream.
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!-]*")
+
+
 def _parse_filename(filename: str) -> tuple[NormalizedName, Version, str, frozenset[Any]] | None:
-    if "/" in filename or "\\" in filename or filename.startswith("."):
+    if not _SAFE_FILENAME.fullmatch(filename):
         return None
     try:
         if filename.endswith(".whl"):

@@ -124,3 +124,15 @@ def test_checks_lists_every_catalogue_id():
     listed = [line.split()[0] for line in result.output.splitlines()]
     assert listed == [check.id for check in CATALOGUE]
     assert len(set(listed)) == len(listed)  # ids are unique
+
+
+def test_approving_a_release_does_not_overturn_rejections(config):
+    assert run(config, "reject", "demo==2.0", "--reason", "malware").exit_code == 0
+    result = run(config, "approve", "demo", "--reason", "release looks fine")
+    assert result.output.strip() == "approved demo-1.0-py3-none-any.whl"
+    db = Database(load_settings(config, environ={}).database_path)
+    assert db.file_by_filename("demo-2.0-py3-none-any.whl").state is State.REJECTED
+    # Overturning is a decision about one named file.
+    named = run(config, "approve", "demo", "--file", "demo-2.0-py3-none-any.whl", "--reason", "fp")
+    assert named.exit_code == 0
+    assert db.file_by_filename("demo-2.0-py3-none-any.whl").state is State.APPROVED

@@ -158,3 +158,20 @@ def test_internal_patterns_are_normalized_and_matched():
     assert is_internal("billing-core", settings.policy.internal)
     assert not is_internal("billing-core2", settings.policy.internal)
     assert not is_internal("flask", settings.policy.internal)
+
+
+def test_unknown_check_ids_are_config_errors(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[policy.checks]\ntyposqat = 'warn'\n")
+    with pytest.raises(ConfigError, match=r"unknown check id policy\.checks\.typosqat"):
+        load_settings(config, environ={})
+    config.write_text("[policy.projects.pymoo]\nallow = ['typo']\n")
+    with pytest.raises(ConfigError, match=r"pymoo\.allow: unknown check id 'typo'"):
+        load_settings(config, environ={})
+    config.write_text("[policy.projects.pymoo]\nallow = ['typosquat']\n")
+    assert load_settings(config, environ={}).policy.projects["pymoo"].allow == ("typosquat",)
+
+
+def test_environment_lists_may_be_toml_arrays_for_specifiers_with_commas():
+    settings = load_settings(environ={"QMIRROR_SYNC_PROJECTS": '["flask>=3,<4", "requests"]'})
+    assert [str(r) for r in settings.sync.projects] == ["flask<4,>=3", "requests"]

@@ -274,3 +274,30 @@ def test_project_page_without_slash_redirects_to_normalized(mirror, client):
     response = client.get("/simple/Foo.Bar")
     assert response.status_code == 301
     assert response.headers["Location"].endswith("/simple/foo-bar/")
+
+
+def test_names_with_slashes_are_404_not_a_redirect_loop(mirror, client):
+    approved_wheel(mirror)
+    assert client.get("/simple/demo/x/").status_code == 404
+    assert client.get("/simple/demo%2Fx/").status_code == 404
+
+
+def test_pep691_latest_alias(mirror, client):
+    approved_wheel(mirror)
+    response = client.get(
+        "/simple/demo/", headers={"Accept": "application/vnd.pypi.simple.latest+json"}
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith(JSON_TYPE)
+
+
+def test_revoking_one_filename_keeps_other_files_with_the_same_bytes(mirror, client):
+    row, path = approved_wheel(mirror)
+    twin_path = mirror.build_dir / "demo-1.0-py2.py3-none-any.whl"
+    twin_path.write_bytes(path.read_bytes())
+    twin = mirror.add(twin_path, "demo", "1.0")
+    mirror.publisher.approve([twin], actor="test", reason="ok")
+    mirror.publisher.revoke([row], actor="test", reason="bad")
+    with client.get(f"/files/{twin.sha256}/{twin.filename}") as response:
+        assert response.status_code == 200
+    assert client.get(f"/files/{row.sha256}/{row.filename}").status_code == 404

@@ -213,3 +213,97 @@ def test_yanking_upstream_is_reflected_on_our_page(tmp_path, fake_index, build):
     syncer.run()
     assert db.file_by_filename(wheel.name).yanked == "broken build"
     assert b'data-yanked="broken build"' in db.page("simple/yanky/index.html").body
+
+
+def _raw_page(name: str, files: list[dict]) -> bytes:
+    import json
+
+    return json.dumps({"meta": {"api-version": "1.1"}, "name": name, "files": files}).encode()
+
+
+def test_checks_in_sync_see_mirrored_and_internal_names(tmp_path, fake_index, build):
+    index = fake_index("json")
+    index.add(make_wheel(build, "billing-core", "1.0"), upload_time=OLD)
+    index.add(make_wheel(build, "biling-core", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(
+        tmp_path, index.url, sync={"projects": ["biling-core"]},
+        policy={"internal": ["billing-core"]},
+    )  # fmt: skip
+    syncer.run()
+    row = db.file_by_filename("biling_core-1.0-py3-none-any.whl")
+    assert row.state is State.QUARANTINED
+    assert "typosquat" in {f["check_id"] for f in db.findings(row.id)}
+
+
+def test_a_file_without_a_strong_upstream_hash_is_held(tmp_path, fake_index, build):
+    index = fake_index("json")
+    wheel = make_wheel(build, "nohash", "1.0")
+    index.add(wheel, upload_time=OLD)
+    index.serve_raw(
+        "/simple/nohash/",
+        _raw_page("nohash", [{"filename": wheel.name, "url": index.file_url(wheel.name),
+                              "hashes": {}}]),
+        content_type="application/vnd.pypi.simple.v1+json",
+    )  # fmt: skip
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["nohash"]})
+    syncer.run()
+    row = db.file_by_filename(wheel.name)
+    assert row.state is State.QUARANTINED
+    assert [f["check_id"] for f in db.findings(row.id)] == ["upstream-hash-missing"]
+
+
+def test_filenames_that_would_break_urls_or_terminals_are_not_taken(tmp_path, fake_index, build):
+    index = fake_index("json")
+    wheel = make_wheel(build, "weird", "1.0")
+    index.add(wheel, upload_time=OLD)
+    digest = index.digest(wheel.name)
+    bad = ["weird-1.0-py3-none-any.x#frag.whl", "weird-1.0-py3-none-any.\x1b[31m.whl"]
+    index.serve_raw(
+        "/simple/weird/",
+        _raw_page("weird", [{"filename": name, "url": index.file_url(wheel.name),
+                             "hashes": {"sha256": digest}} for name in bad]),
+        content_type="application/vnd.pypi.simple.v1+json",
+    )  # fmt: skip
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["weird"]})
+    assert syncer.run().new == 0 and db.files() == []
+
+
+def test_a_file_listed_twice_is_judged_once(tmp_path, fake_index, build):
+    index = fake_index("json")
+    wheel = make_wheel(build, "twice", "1.0")
+    index.add(wheel, upload_time=OLD)
+    entry = {"filename": wheel.name, "url": index.file_url(wheel.name),
+             "hashes": {"sha256": index.digest(wheel.name)}}  # fmt: skip
+    index.serve_raw("/simple/twice/", _raw_page("twice", [entry, entry]),
+                    content_type="application/vnd.pypi.simple.v1+json")  # fmt: skip
+    syncer, _ = make_syncer(tmp_path, index.url, sync={"projects": ["twice"]})
+    summary = syncer.run()
+    assert (summary.new, summary.failed) == (1, 0)
+
+
+def test_upstream_changing_the_bytes_of_a_held_file_is_reported(tmp_path, fake_index, build):
+    index = fake_index("json")
+    wheel = make_wheel(build, "swap", "1.0")
+    index.add(wheel, upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["swap"]})
+    syncer.run()
+    original = db.file_by_filename(wheel.name).sha256
+    replacement = make_wheel(build / "..", "swap", "1.0", files={"swap/__init__.py": b"x = 1\n"})
+    index.remove(wheel.name)
+    index.add(replacement, upload_time=OLD)
+    summary = syncer.run()
+    assert summary.failed == 1
+    assert "different bytes" in summary.errors[0]
+    assert db.file_by_filename(wheel.name).sha256 == original  # we keep what we judged
+
+
+def test_dependencies_of_a_file_held_for_findings_are_not_followed(tmp_path, fake_index, build):
+    index = fake_index("json")
+    index.add(make_wheel(build, "shady", "1.0", requires_dist=["payload"],
+                         files={"shady/__init__.py": b"", "shady.pth": b"import payload\n"}),
+              upload_time=OLD)  # fmt: skip
+    index.add(make_wheel(build, "payload", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["shady"]})
+    syncer.run()
+    assert db.project("payload") is None
+    assert db.file_by_filename("shady-1.0-py3-none-any.whl").state is State.QUARANTINED

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from mirror.db import Database
 from mirror.publish import metadata_key
-from mirror.storage import BlobStore
+from mirror.storage import BlobNotFound, BlobStore
 
 bp = Blueprint("index", __name__)
 
@@ -38,11 +38,13 @@ def file(sha256: str, filename: str) -> Response:
         abort(404)
     key = metadata_key(row.sha256) if metadata else row.sha256
     store = _published()
-    path = store.local_path(key)
-    if path is None:
+    # A local store hands over a path (sendfile, Range from the OS); another backend a stream.
+    try:
+        source = store.local_path(key) or store.open(key)
+    except BlobNotFound:
         abort(404)
     response = send_file(
-        path,
+        source,
         mimetype="text/plain" if metadata else "application/octet-stream",
         as_attachment=not metadata,
         download_name=filename,

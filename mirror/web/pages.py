@@ -28,7 +28,15 @@ if TYPE_CHECKING:
 PAGE_MAX_AGE = 60  # seconds; pages change on approval, and a revocation must spread fast
 CACHE_BYTES = 64 * 1024 * 1024  # per worker process
 OFFERED = (JSON_TYPE, HTML_TYPE, LEGACY_HTML_TYPE)
-FORMAT_ALIASES = {"json": JSON_TYPE, "html": HTML_TYPE}
+FORMAT_ALIASES = {
+    "json": JSON_TYPE,
+    "html": HTML_TYPE,
+    # PEP 691: "latest" means the newest version this server speaks, which is v1.
+    "application/vnd.pypi.simple.latest+json": JSON_TYPE,
+    "application/vnd.pypi.simple.latest+html": HTML_TYPE,
+}
+LATEST_JSON = "application/vnd.pypi.simple.latest+json"
+LATEST_HTML = "application/vnd.pypi.simple.latest+html"
 _ACCEPT_MEMO_SIZE = 256
 NOT_ACCEPTABLE = "Not Acceptable: this index serves " + ", ".join(OFFERED) + "\n"
 
@@ -85,7 +93,10 @@ def _negotiate_accept(accept: str) -> str | None:
         return _accept_memo[accept]
     except KeyError:
         pass
-    result = parse_accept_header(accept, MIMEAccept).best_match(OFFERED)
+    result = parse_accept_header(accept, MIMEAccept).best_match(
+        (*OFFERED, LATEST_JSON, LATEST_HTML)
+    )
+    result = FORMAT_ALIASES.get(result, result) if result else None
     if len(_accept_memo) < _ACCEPT_MEMO_SIZE:
         _accept_memo[accept] = result
     return result
@@ -110,8 +121,10 @@ class SimpleIndex:
         name = path[len("/simple/") :]
         project: str | None = None
         if name:
-            if not name.endswith("/") or "/" in name[:-1]:
-                return _redirect(start_response, _project_url(name.strip("/"), query))
+            if "/" in name.rstrip("/"):
+                return _plain(start_response, "404 Not Found", "Not Found\n")
+            if not name.endswith("/"):
+                return _redirect(start_response, _project_url(name, query))
             project = name[:-1]
             normalized = canonicalize_name(project)
             if normalized != project:

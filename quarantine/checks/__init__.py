@@ -39,6 +39,9 @@ CheckFunction = Callable[[Artifact, CheckContext], list[Finding]]
 
 # Reported by inspect_file, not by a check: a check raised instead of returning findings.
 CHECK_CRASHED: Final = "check-crashed"
+# Reported by the mirror's sync, which alone sees the upstream's listing of a file.
+CORE_METADATA_MISMATCH: Final = "core-metadata-mismatch"
+UPSTREAM_HASH_MISSING: Final = "upstream-hash-missing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +114,22 @@ CATALOGUE: Final[list[Check]] = [
     Check(code.CODE_UNINSPECTABLE, code.code_uninspectable),
 ]
 
-__all__ = ["CATALOGUE", "CHECK_CRASHED", "Check", "CheckFunction"]
+
+def known_check_ids() -> frozenset[str]:
+    """Every id a finding can carry: what config may name in overrides and allow lists."""
+    return frozenset(check.id for check in CATALOGUE) | {
+        CHECK_CRASHED,
+        CORE_METADATA_MISMATCH,
+        UPSTREAM_HASH_MISSING,
+    }
+
+
+__all__ = [
+    "CATALOGUE",
+    "CHECK_CRASHED",
+    "CORE_METADATA_MISMATCH",
+    "UPSTREAM_HASH_MISSING",
+    "Check",
+    "CheckFunction",
+    "known_check_ids",
+]
