@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from quarantine.findings import CheckContext  # noqa: E402
-from quarantine.inspection import inspect_file  # noqa: E402
-from tests.support.builders import make_sdist, make_wheel  # noqa: E402
+from quarantine.findings import CheckContext
+from quarantine.inspection import inspect_file
+from tests.support.builders import make_sdist, make_wheel
 
 PER_FILE_SECONDS = 5.0
 BATCH = 200
