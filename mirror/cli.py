@@ -101,7 +101,7 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
         "--workers", str(workers),
         "--worker-class", "gthread",
         "--threads", str(settings.server.threads),
-        "--access-logfile", "-",
+        *(["--access-logfile", settings.server.access_log] if settings.server.access_log else []),
         "mirror.web:create_app()",
     ]  # fmt: skip
     # Replace this process, so signals from systemd or a terminal reach gunicorn itself.

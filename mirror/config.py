@@ -235,6 +235,7 @@ class ServerSettings:
     workers: int = _key(_int(0), 0)  # 0: from the CPU count
     threads: int = _key(_int(1), 4)
     public_url: str = _key(_public_url, "")
+    access_log: str = _key(_str, "")  # "-" for stdout, a path, or "" for none
 
 
 @dataclass(frozen=True)
