@@ -615,10 +615,6 @@ class Database:
         ).fetchone()
         return None if row is None else Page(bytes(row[0]), row[1], row[2])
 
-    def page_keys(self) -> Iterator[str]:
-        for (key,) in self.db.execute("SELECT key FROM pages").fetchall():
-            yield key
-
     # ------------------------------------------------------------ sync runs
 
     def start_sync_run(self, now: datetime) -> int:

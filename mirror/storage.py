@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -47,8 +46,6 @@ class BlobStore(Protocol):
 
     def local_path(self, key: str) -> Path | None:
         """The blob's path on this machine when it is a plain file (for sendfile), else None."""
-
-    def keys(self) -> Iterator[str]: ...
 
 
 def _check_key(key: str) -> str:
@@ -123,16 +120,6 @@ class LocalStore:
     def local_path(self, key: str) -> Path | None:
         path = self._path(key)
         return path if path.is_file() else None
-
-    def keys(self) -> Iterator[str]:
-        for path in self.root.glob("??/??/*"):
-            if path.is_file():
-                yield path.name
-
-    def clean_temp(self) -> None:
-        """Remove temp files left by a killed writer (never visible as blobs)."""
-        for path in self._tmp.iterdir():
-            path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
