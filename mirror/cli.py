@@ -367,3 +367,137 @@ def init(obj: CliContext) -> None:
     db = obj.database()
     refresh_pages(db, [])
     click.echo(f"initialised {obj.settings.data_dir.resolve()}")
+
+
+# ---------------------------------------------------------------- users and tokens
+
+
+def _accounts(obj: CliContext) -> Any:
+    from mirror.auth import Accounts
+
+    return Accounts(obj.database(), session_lifetime=obj.settings.server.session_lifetime)
+
+
+def _read_password() -> str:
+    """From a prompt on a terminal, else the first line of stdin; never from argv, where
+    every user of the machine (and the shell history) could read it."""
+    if sys.stdin.isatty():
+        password: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        return password
+    line = sys.stdin.readline()
+    if not line:
+        raise click.ClickException("no password given on stdin")
+    return line.rstrip("\r\n")
+
+
+@main.group()
+def user() -> None:
+    """Manage the people who review files (password from a prompt or stdin)."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role", type=click.Choice(["reviewer", "admin"]), default="reviewer", show_default=True
+)
+@click.pass_obj
+def user_add(obj: CliContext, name: str, role: str) -> None:
+    """Add a user: reviewers decide files, admins also manage users, tokens and projects."""
+    from mirror.auth import AuthError
+    from mirror.db import Conflict, Role
+
+    try:
+        created = _accounts(obj).add_user(name, _read_password(), Role(role), actor=_actor())
+    except (AuthError, Conflict) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"added {created.role.value} {created.name}")
+
+
+@user.command("passwd")
+@click.argument("name")
+@click.pass_obj
+def user_passwd(obj: CliContext, name: str) -> None:
+    """Set a user's password; their open sessions end."""
+    from mirror.auth import AuthError
+
+    try:
+        _accounts(obj).set_password(name, _read_password(), actor=_actor())
+    except AuthError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"password changed for {name}")
+
+
+@user.command("disable")
+@click.argument("name")
+@click.option("--enable", is_flag=True, help="Enable the user again instead.")
+@click.pass_obj
+def user_disable(obj: CliContext, name: str, enable: bool) -> None:
+    """Disable a user (their sessions end at once), or enable them again."""
+    from mirror.auth import AuthError
+
+    try:
+        _accounts(obj).set_disabled(name, not enable, actor=_actor())
+    except AuthError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{'enabled' if enable else 'disabled'} {name}")
+
+
+@user.command("list")
+@click.pass_obj
+def user_list(obj: CliContext) -> None:
+    """List users with their role and whether they are disabled."""
+    for row in obj.database().users():
+        state = "disabled" if row.disabled else "active"
+        click.echo(f"{row.name}\t{row.role.value}\t{state}")
+
+
+@main.group()
+def token() -> None:
+    """Manage API tokens (bearer tokens for /api/, read tokens for index_auth)."""
+
+
+@token.command("create")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["read", "reviewer", "admin"]),
+    default="reviewer",
+    show_default=True,
+    help="read: the index only (index_auth); reviewer: decide files; admin: everything.",
+)
+@click.pass_obj
+def token_create(obj: CliContext, name: str, role: str) -> None:
+    """Create a token and print its secret (shown once; only a hash is kept)."""
+    from mirror.auth import AuthError
+    from mirror.db import TokenRole
+
+    try:
+        new = _accounts(obj).create_token(name, TokenRole(role), actor=_actor())
+    except AuthError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"created token {new.row.id} ({new.row.role.value}) {new.row.name}", err=True)
+    click.echo(new.secret)
+
+
+@token.command("list")
+@click.pass_obj
+def token_list(obj: CliContext) -> None:
+    """List tokens (never their secrets)."""
+    for row in obj.database().tokens():
+        state = "revoked" if row.revoked_at else "live"
+        used = row.last_used_at.isoformat() if row.last_used_at else "never used"
+        click.echo(f"{row.id}\t{row.role.value}\t{state}\t{row.name}\t{used}")
+
+
+@token.command("revoke")
+@click.argument("token_id", type=int)
+@click.pass_obj
+def token_revoke(obj: CliContext, token_id: int) -> None:
+    """Revoke a token by id: it stops working at once."""
+    from mirror.auth import AuthError
+
+    try:
+        _accounts(obj).revoke_token(token_id, actor=_actor())
+    except AuthError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"revoked token {token_id}")

@@ -63,6 +63,13 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+def _positive_duration(value: Any) -> timedelta:
+    duration = parse_duration(value)
+    if duration <= timedelta(0):
+        raise ValueError("must be longer than 0")
+    return duration
+
+
 def parse_size(value: Any) -> int:
     """``"500MB"``, ``"2GiB"``, or a number of bytes; 0 means no limit."""
     if isinstance(value, bool):
@@ -236,6 +243,8 @@ class ServerSettings:
     threads: int = _key(_int(1), 4)
     public_url: str = _key(_public_url, "")
     access_log: str = _key(_str, "")  # "-" for stdout, a path, or "" for none
+    session_lifetime: timedelta = _key(_positive_duration, timedelta(hours=12))
+    index_auth: bool = _key(_bool, False)  # /simple/ and /files/ need a read token
 
 
 @dataclass(frozen=True)
@@ -257,6 +266,7 @@ class SyncSettings:
     sdists: bool = _key(_bool, True)
     max_file_size: int = _key(parse_size, parse_size("1GiB"))
     releases: int = _key(_int(0), 0)  # newest N matching releases per project; 0 = all
+    on_demand: bool = _key(_bool, False)  # count /simple/<unknown>/ hits as requests
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from sqlite_utils import Database as SqliteUtilsDatabase
 from sqlite_utils.migrations import Migrations
 
 from quarantine.findings import Finding
+from quarantine.inspection import ListedMember
 
 BUSY_TIMEOUT_SECONDS = 30
 
@@ -55,6 +56,17 @@ def iso(moment: datetime | None) -> str | None:
 
 def parse_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
+
+
+# Worst first: how the review queue orders a file's findings.
+_SEVERITY_ORDER = (
+    "CASE x.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2"
+    " WHEN 'low' THEN 3 ELSE 4 END"
+)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 migrations = Migrations("qmirror")
@@ -150,6 +162,93 @@ def m001_initial(db: SqliteUtilsDatabase) -> None:
     )
 
 
+@migrations()
+def m002_review(db: SqliteUtilsDatabase) -> None:
+    """Users, sessions, API tokens, admin-managed projects and policy, client requests for
+    projects the mirror does not carry, what inspection saw inside each file, and an
+    append-only log of every administrative action (decisions cover files)."""
+    db.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,      -- werkzeug scrypt; never the password
+            role TEXT NOT NULL CHECK (role IN ('reviewer', 'admin')),
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            credentials_changed_at TEXT NOT NULL
+        );
+        CREATE TABLE sessions (
+            id_hash TEXT PRIMARY KEY,         -- sha256 of the cookie's random id
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            csrf_token TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            ip TEXT NOT NULL
+        );
+        CREATE INDEX sessions_user ON sessions(user_id);
+        CREATE TABLE login_attempts (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL,
+            ip TEXT NOT NULL,
+            at TEXT NOT NULL,
+            ok INTEGER NOT NULL
+        );
+        CREATE INDEX login_attempts_user ON login_attempts(username, at);
+        CREATE INDEX login_attempts_ip ON login_attempts(ip, at);
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,  -- sha256 of the secret; the secret is shown once
+            role TEXT NOT NULL CHECK (role IN ('read', 'reviewer', 'admin')),
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        );
+        CREATE TABLE allowlist (              -- projects added by admins, over [sync] projects
+            name TEXT PRIMARY KEY,            -- normalized
+            requirement TEXT NOT NULL,        -- a PEP 508 specifier, e.g. 'flask>=3'
+            added_by TEXT NOT NULL,
+            added_at TEXT NOT NULL
+        );
+        CREATE TABLE project_policy (         -- per-project overrides, over [policy.projects]
+            name TEXT PRIMARY KEY,
+            allow TEXT NOT NULL DEFAULT '[]', -- JSON list of check ids ignored for it
+            cooldown_seconds REAL,            -- NULL: the configured cooldown
+            updated_by TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE project_requests (       -- /simple/<name>/ asked for, not carried
+            name TEXT PRIMARY KEY,
+            hits INTEGER NOT NULL,
+            first_at TEXT NOT NULL,
+            last_at TEXT NOT NULL
+        );
+        CREATE TABLE file_details (           -- what inspection saw, for the reviewer
+            file_id INTEGER PRIMARY KEY REFERENCES files(id),
+            core_metadata BLOB,               -- METADATA / PKG-INFO bytes as stored
+            members TEXT NOT NULL,            -- JSON [[name, size, type, record_hash], ...]
+            members_truncated INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE events (                 -- administrative actions; append-only
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,             -- e.g. 'user.add', 'allowlist.add'
+            subject TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE INDEX decisions_at ON decisions(at);
+        CREATE INDEX findings_check ON findings(check_id);
+        """
+    )
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -233,6 +332,118 @@ class ProjectRow:
     upstream_etag: str | None
     upstream_serial: int | None
     upstream_listing: list[dict[str, Any]] | None
+
+
+class Role(StrEnum):
+    """What a person may do. Reviewers decide files; admins also manage users, tokens,
+    projects and policy."""
+
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class TokenRole(StrEnum):
+    """What an API token may do: read the index (``index_auth``), review, or administer."""
+
+    READ = "read"
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+class Conflict(Exception):
+    """A write that would break a uniqueness rule (a user name taken, say)."""
+
+
+@dataclass(frozen=True)
+class UserRow:
+    id: int
+    name: str
+    password_hash: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+    credentials_changed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> UserRow:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            password_hash=row["password_hash"],
+            role=Role(row["role"]),
+            disabled=bool(row["disabled"]),
+            created_at=datetime.fromisoformat(row["created_at"]),
+            credentials_changed_at=datetime.fromisoformat(row["credentials_changed_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class SessionRow:
+    id_hash: str
+    user: UserRow
+    csrf_token: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    id: int
+    name: str
+    role: TokenRole
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> TokenRow:
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            role=TokenRole(row["role"]),
+            created_by=row["created_by"],
+            created_at=datetime.fromisoformat(row["created_at"]),
+            last_used_at=parse_iso(row["last_used_at"]),
+            revoked_at=parse_iso(row["revoked_at"]),
+        )
+
+
+@dataclass(frozen=True)
+class FileDetails:
+    core_metadata: bytes | None
+    members: tuple[ListedMember, ...]
+    members_truncated: bool
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    """A file as the review queue lists it."""
+
+    file: FileRow
+    findings: int
+    worst_severity: str | None
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    states: tuple[State, ...] = (State.QUARANTINED,)
+    project: str | None = None  # exact, normalized
+    search: str | None = None  # substring of project or filename
+    severity: str | None = None  # at least one finding of exactly this severity
+    check_id: str | None = None  # at least one finding of this check
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str | None = None
+    action: str | None = None  # a state a file moved to, or an event action
+    subject: str | None = None  # substring of filename / project / event subject
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+MAX_PROJECT_REQUESTS = 10_000  # distinct unknown names remembered; a flood adds no rows
 
 
 class Database:
@@ -443,8 +654,10 @@ class Database:
         findings: Iterable[Finding],
         *,
         now: datetime,
+        details: FileDetails | None = None,
     ) -> int:
-        """Insert a quarantined file, its findings and its first audit row, atomically."""
+        """Insert a quarantined file, its findings, what inspection saw inside it and its
+        first audit row, atomically."""
         with self.write():
             cursor = self.db.execute(
                 """INSERT INTO files (project, version, filename, kind, sha256, size,
@@ -483,6 +696,8 @@ class Database:
                     for f in findings
                 ],
             )
+            if details is not None:
+                self.save_file_details(file_id, details)
             self._audit(file_id, "sync", None, State.QUARANTINED, "fetched from upstream", now)
         return file_id
 
@@ -577,6 +792,373 @@ class Database:
         ).fetchall():
             counts[state] = count
         return counts
+
+    def file_ids_for_release(self, project: str, version: str) -> list[int]:
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM files WHERE project = ? AND version = ? ORDER BY filename",
+                [project, version],
+            ).fetchall()
+        ]
+
+    # ------------------------------------------------------------ review queue
+
+    def queue(
+        self, where: QueueFilter = QueueFilter(), *, limit: int = 200, offset: int = 0
+    ) -> list[QueueRow]:
+        """Files in ``where.states``, oldest first, with their findings count and worst
+        severity, filtered by project, name search, severity or check id."""
+        clauses = [f"f.state IN ({', '.join('?' for _ in where.states)})"]
+        params: list[Any] = [State(s).value for s in where.states]
+        if where.project:
+            clauses.append("f.project = ?")
+            params.append(where.project)
+        if where.search:
+            clauses.append("(f.project LIKE ? ESCAPE '\\' OR f.filename LIKE ? ESCAPE '\\')")
+            pattern = "%" + _like_escape(where.search) + "%"
+            params.extend([pattern, pattern])
+        if where.severity:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM findings x WHERE x.file_id = f.id AND x.severity = ?)"
+            )
+            params.append(where.severity)
+        if where.check_id:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM findings x WHERE x.file_id = f.id AND x.check_id = ?)"
+            )
+            params.append(where.check_id)
+        params.extend([limit, offset])
+        # The WHERE text is built from fixed clauses only; values are parameters.
+        sql = f"""
+            SELECT f.*,
+                (SELECT COUNT(*) FROM findings x WHERE x.file_id = f.id) AS n_findings,
+                (SELECT x.severity FROM findings x WHERE x.file_id = f.id
+                 ORDER BY {_SEVERITY_ORDER} LIMIT 1) AS worst
+            FROM files f WHERE {" AND ".join(clauses)}
+            ORDER BY f.first_seen, f.id LIMIT ? OFFSET ?"""  # noqa: S608
+        return [
+            QueueRow(FileRow.from_row(row), row["n_findings"], row["worst"])
+            for row in self.db.query(sql, params)
+        ]
+
+    def check_ids_with_findings(self) -> list[str]:
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT check_id FROM findings ORDER BY check_id"
+            ).fetchall()
+        ]
+
+    # ------------------------------------------------------------ file details
+
+    def save_file_details(self, file_id: int, details: FileDetails) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO file_details"
+            " (file_id, core_metadata, members, members_truncated) VALUES (?, ?, ?, ?)",
+            [
+                file_id,
+                details.core_metadata,
+                json.dumps([[m.name, m.size, m.type, m.record_hash] for m in details.members]),
+                int(details.members_truncated),
+            ],
+        )
+
+    def file_details(self, file_id: int) -> FileDetails | None:
+        row = self.db.execute(
+            "SELECT core_metadata, members, members_truncated FROM file_details WHERE file_id = ?",
+            [file_id],
+        ).fetchone()
+        if row is None:
+            return None
+        return FileDetails(
+            core_metadata=None if row[0] is None else bytes(row[0]),
+            members=tuple(ListedMember(*item) for item in json.loads(row[1])),
+            members_truncated=bool(row[2]),
+        )
+
+    # ------------------------------------------------------------ users and sessions
+
+    def add_user(self, name: str, password_hash: str, role: Role, now: datetime) -> int:
+        try:
+            cursor = self.db.execute(
+                "INSERT INTO users (name, password_hash, role, created_at, credentials_changed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [name, password_hash, Role(role).value, iso(now), iso(now)],
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a user named {name!r} already exists") from None
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def user_by_name(self, name: str) -> UserRow | None:
+        rows = list(self.db.query("SELECT * FROM users WHERE name = ?", [name]))
+        return UserRow.from_row(rows[0]) if rows else None
+
+    def user_by_id(self, user_id: int) -> UserRow | None:
+        rows = list(self.db.query("SELECT * FROM users WHERE id = ?", [user_id]))
+        return UserRow.from_row(rows[0]) if rows else None
+
+    def users(self) -> list[UserRow]:
+        return [UserRow.from_row(row) for row in self.db.query("SELECT * FROM users ORDER BY name")]
+
+    def update_user(
+        self,
+        user_id: int,
+        *,
+        now: datetime,
+        password_hash: str | None = None,
+        role: Role | None = None,
+        disabled: bool | None = None,
+    ) -> None:
+        """Change a user; any change of credentials, role or standing ends their sessions."""
+        with self.write():
+            if password_hash is not None:
+                self.db.execute(
+                    "UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user_id]
+                )
+            if role is not None:
+                self.db.execute(
+                    "UPDATE users SET role = ? WHERE id = ?", [Role(role).value, user_id]
+                )
+            if disabled is not None:
+                self.db.execute(
+                    "UPDATE users SET disabled = ? WHERE id = ?", [int(disabled), user_id]
+                )
+            self.db.execute(
+                "UPDATE users SET credentials_changed_at = ? WHERE id = ?", [iso(now), user_id]
+            )
+            self.db.execute("DELETE FROM sessions WHERE user_id = ?", [user_id])
+
+    def create_session(
+        self,
+        id_hash: str,
+        user_id: int,
+        csrf_token: str,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        ip: str,
+    ) -> None:
+        with self.write():
+            self.db.execute("DELETE FROM sessions WHERE expires_at < ?", [iso(now)])
+            self.db.execute(
+                "INSERT INTO sessions (id_hash, user_id, csrf_token, created_at, expires_at, ip)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [id_hash, user_id, csrf_token, iso(now), iso(expires_at), ip],
+            )
+
+    def session(self, id_hash: str) -> SessionRow | None:
+        rows = list(
+            self.db.query(
+                "SELECT s.id_hash AS s_id, s.csrf_token AS s_csrf, s.created_at AS s_created,"
+                " s.expires_at AS s_expires, u.* FROM sessions s JOIN users u ON u.id = s.user_id"
+                " WHERE s.id_hash = ?",
+                [id_hash],
+            )
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return SessionRow(
+            id_hash=row["s_id"],
+            user=UserRow.from_row(row),
+            csrf_token=row["s_csrf"],
+            created_at=datetime.fromisoformat(row["s_created"]),
+            expires_at=datetime.fromisoformat(row["s_expires"]),
+        )
+
+    def delete_session(self, id_hash: str) -> None:
+        self.db.execute("DELETE FROM sessions WHERE id_hash = ?", [id_hash])
+
+    def record_login_attempt(self, username: str, ip: str, ok: bool, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO login_attempts (username, ip, at, ok) VALUES (?, ?, ?, ?)",
+            [username, ip, iso(now), int(ok)],
+        )
+
+    def failed_logins(
+        self, *, since: datetime, username: str | None = None, ip: str | None = None
+    ) -> tuple[int, datetime | None]:
+        """Failed attempts since ``since`` for a user name or an address (and the oldest of
+        them, from which a caller can tell when the window frees up)."""
+        column, value = ("username", username) if username is not None else ("ip", ip)
+        # column is one of two fixed names, never input.
+        row = self.db.execute(
+            f"SELECT COUNT(*), MIN(at) FROM login_attempts"  # noqa: S608
+            f" WHERE {column} = ? AND ok = 0 AND at >= ?",
+            [value, iso(since)],
+        ).fetchone()
+        return int(row[0]), parse_iso(row[1])
+
+    def prune_login_attempts(self, before: datetime) -> None:
+        self.db.execute("DELETE FROM login_attempts WHERE at < ?", [iso(before)])
+
+    # ------------------------------------------------------------ API tokens
+
+    def add_token(
+        self, name: str, token_hash: str, role: TokenRole, created_by: str, now: datetime
+    ) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO api_tokens (name, token_hash, role, created_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            [name, token_hash, TokenRole(role).value, created_by, iso(now)],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def token_by_hash(self, token_hash: str) -> TokenRow | None:
+        """A live (not revoked) token by the hash of its secret."""
+        rows = list(
+            self.db.query(
+                "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                [token_hash],
+            )
+        )
+        return TokenRow.from_row(rows[0]) if rows else None
+
+    def touch_token(self, token_id: int, now: datetime) -> None:
+        self.db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", [iso(now), token_id])
+
+    def tokens(self) -> list[TokenRow]:
+        return [
+            TokenRow.from_row(row) for row in self.db.query("SELECT * FROM api_tokens ORDER BY id")
+        ]
+
+    def revoke_token(self, token_id: int, now: datetime) -> bool:
+        cursor = self.db.execute(
+            "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [iso(now), token_id],
+        )
+        return cursor.rowcount > 0
+
+    # ------------------------------------------------------------ admin-managed projects
+
+    def allowlist(self) -> list[dict[str, Any]]:
+        return list(self.db.query("SELECT * FROM allowlist ORDER BY name"))
+
+    def add_to_allowlist(self, name: str, requirement: str, actor: str, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO allowlist (name, requirement, added_by, added_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(name) DO UPDATE SET requirement = excluded.requirement,"
+            " added_by = excluded.added_by, added_at = excluded.added_at",
+            [name, requirement, actor, iso(now)],
+        )
+
+    def remove_from_allowlist(self, name: str) -> bool:
+        return self.db.execute("DELETE FROM allowlist WHERE name = ?", [name]).rowcount > 0
+
+    def project_policies(self) -> dict[str, dict[str, Any]]:
+        """name -> {"allow": [...], "cooldown_seconds": float | None, ...}"""
+        policies = {}
+        for row in self.db.query("SELECT * FROM project_policy ORDER BY name"):
+            row["allow"] = json.loads(row["allow"])
+            policies[row["name"]] = row
+        return policies
+
+    def set_project_policy(
+        self,
+        name: str,
+        *,
+        allow: Sequence[str],
+        cooldown_seconds: float | None,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        self.db.execute(
+            "INSERT INTO project_policy (name, allow, cooldown_seconds, updated_by, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET allow = excluded.allow,"
+            " cooldown_seconds = excluded.cooldown_seconds, updated_by = excluded.updated_by,"
+            " updated_at = excluded.updated_at",
+            [name, json.dumps(list(allow)), cooldown_seconds, actor, iso(now)],
+        )
+
+    def delete_project_policy(self, name: str) -> bool:
+        return self.db.execute("DELETE FROM project_policy WHERE name = ?", [name]).rowcount > 0
+
+    # ------------------------------------------------------------ client requests
+
+    def count_project_request(self, name: str, now: datetime) -> None:
+        """A client asked for ``name`` (normalized), which the mirror does not carry."""
+        with self.write():
+            updated = self.db.execute(
+                "UPDATE project_requests SET hits = hits + 1, last_at = ? WHERE name = ?",
+                [iso(now), name],
+            ).rowcount
+            if updated:
+                return
+            (count,) = self.db.execute("SELECT COUNT(*) FROM project_requests").fetchone()
+            if count < MAX_PROJECT_REQUESTS:
+                self.db.execute(
+                    "INSERT INTO project_requests (name, hits, first_at, last_at)"
+                    " VALUES (?, 1, ?, ?)",
+                    [name, iso(now), iso(now)],
+                )
+
+    def project_requests(self, *, limit: int = 500) -> list[dict[str, Any]]:
+        """Requested names the mirror still does not carry, most asked for first."""
+        return list(
+            self.db.query(
+                "SELECT r.* FROM project_requests r WHERE NOT EXISTS"
+                " (SELECT 1 FROM servable_files f WHERE f.project = r.name)"
+                " AND NOT EXISTS (SELECT 1 FROM allowlist a WHERE a.name = r.name)"
+                " ORDER BY r.hits DESC, r.name LIMIT ?",
+                [limit],
+            )
+        )
+
+    def forget_project_request(self, name: str) -> None:
+        self.db.execute("DELETE FROM project_requests WHERE name = ?", [name])
+
+    # ------------------------------------------------------------ audit
+
+    def log_event(
+        self, actor: str, action: str, subject: str, detail: str = "", *, now: datetime
+    ) -> None:
+        """An administrative action (users, tokens, projects, policy): append-only."""
+        self.db.execute(
+            "INSERT INTO events (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
+            [iso(now), actor, action, subject, detail],
+        )
+
+    def audit_log(
+        self, where: AuditFilter = AuditFilter(), *, limit: int = 500, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """File decisions and administrative events, newest first, as one list of rows
+        {at, actor, action, subject, from_state, to_state, reason, file_id}."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.actor:
+            clauses.append("actor = ?")
+            params.append(where.actor)
+        if where.action:
+            clauses.append("action = ?")
+            params.append(where.action)
+        if where.subject:
+            clauses.append("subject LIKE ? ESCAPE '\\'")
+            params.append("%" + _like_escape(where.subject) + "%")
+        if where.since:
+            clauses.append("at >= ?")
+            params.append(iso(where.since))
+        if where.until:
+            clauses.append("at < ?")
+            params.append(iso(where.until))
+        filtered = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        params.extend([limit, offset])
+        # The WHERE text is built from fixed clauses only; values are parameters.
+        sql = f"""
+            SELECT * FROM (
+                SELECT d.at AS at, d.actor AS actor, d.to_state AS action,
+                    f.filename AS subject, d.from_state AS from_state, d.to_state AS to_state,
+                    d.reason AS reason, d.file_id AS file_id, 'decision' AS kind, d.id AS seq
+                FROM decisions d JOIN files f ON f.id = d.file_id
+                UNION ALL
+                SELECT e.at, e.actor, e.action, e.subject, NULL, NULL, e.detail, NULL,
+                    'event', e.id
+                FROM events e
+            ) {filtered}
+            ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?"""  # noqa: S608
+        return list(self.db.query(sql, params))
 
     # ------------------------------------------------------------ fetch errors
 

@@ -37,7 +37,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from mirror.config import Settings, is_internal
-from mirror.db import Database, FileRow, NewFile, State, parse_iso, utcnow
+from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso, utcnow
 from mirror.publish import Publisher, metadata_key
 from mirror.simple import refresh_pages
 from mirror.storage import Storage
@@ -466,6 +466,11 @@ class Syncer:
             ),
             findings,
             now=now,
+            details=FileDetails(
+                core_metadata=inspection.core_metadata,
+                members=inspection.members,
+                members_truncated=inspection.members_truncated,
+            ),
         )
         row = self.db.file_by_id(file_id)
         assert row is not None

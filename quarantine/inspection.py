@@ -9,12 +9,34 @@ from pathlib import Path
 
 from packaging.utils import NormalizedName
 
-from quarantine.artifact import DEFAULT_LIMITS, Artifact, ArtifactError, Limits, safe_text
+from quarantine.artifact import (
+    DEFAULT_LIMITS,
+    Artifact,
+    ArtifactError,
+    Limits,
+    parse_record,
+    safe_text,
+)
 from quarantine.checks import CATALOGUE, CHECK_CRASHED, Check
 from quarantine.checks.archive import ARCHIVE_UNREADABLE
 from quarantine.findings import CheckContext, Finding, Severity
 
 log = logging.getLogger(__name__)
+
+
+# A reviewer reads a member list; a wheel of 100,000 members is listed up to this many.
+MAX_LISTED_MEMBERS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ListedMember:
+    """One archive member as a reviewer sees it: the declared size, and for wheels the
+    hash RECORD claims (verified by the record checks, which report any mismatch)."""
+
+    name: str
+    size: int
+    type: str
+    record_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -31,6 +53,8 @@ class Inspection:
     requires_dist: tuple[str, ...]  # raw Requires-Dist strings from that metadata
     requires_python: str | None
     findings: tuple[Finding, ...]
+    members: tuple[ListedMember, ...] = ()
+    members_truncated: bool = False
 
 
 def inspect_file(
@@ -54,6 +78,7 @@ def inspect_file(
                 if finding not in findings:
                     findings.append(finding)
         core = artifact.core_metadata
+        members = _listed_members(artifact)
         return Inspection(
             filename=context.filename,
             kind=artifact.kind,
@@ -65,7 +90,29 @@ def inspect_file(
             requires_dist=() if core is None else core.requires_dist,
             requires_python=None if core is None else core.requires_python,
             findings=tuple(findings),
+            members=members[:MAX_LISTED_MEMBERS],
+            members_truncated=len(members) > MAX_LISTED_MEMBERS,
         )
+
+
+def _listed_members(artifact: Artifact) -> tuple[ListedMember, ...]:
+    hashes: dict[str, str] = {}
+    if artifact.kind == "wheel" and artifact.members:
+        try:
+            record = artifact.record()
+            if record is not None:
+                hashes = {entry.path: entry.hash for entry in parse_record(record) if entry.hash}
+        except ArtifactError:
+            pass  # the record checks report an unreadable RECORD
+    return tuple(
+        ListedMember(
+            safe_text(member.name),
+            member.size,
+            member.type.value,
+            hashes.get(member.name),
+        )
+        for member in artifact.members
+    )
 
 
 def run_check(check: Check, artifact: Artifact, context: CheckContext) -> list[Finding]:

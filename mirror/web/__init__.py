@@ -6,8 +6,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import Flask
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
+from mirror.auth import Accounts
 from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
 from mirror.simple import page_key, refresh_pages
@@ -30,14 +33,50 @@ def create_app(
 
     app = Flask(__name__)
     app.config["QMIRROR_SETTINGS"] = settings
-    app.extensions["qmirror"] = Services(settings=settings, db=db, storage=storage, clock=clock)
+    accounts = Accounts(db, session_lifetime=settings.server.session_lifetime, clock=clock)
+    app.extensions["qmirror"] = Services(
+        settings=settings, db=db, storage=storage, clock=clock, accounts=accounts
+    )
 
-    from mirror.web import index, pages
+    from mirror.web import auth_views, index, manage, pages, review, security
 
+    security.init_app(
+        app,
+        accounts,
+        data_dir=settings.data_dir,
+        https=settings.server.public_url.startswith("https:"),
+    )
     app.register_blueprint(index.bp)
+    app.register_blueprint(auth_views.bp)
+    app.register_blueprint(review.bp)
+    app.register_blueprint(manage.bp)
+    app.register_error_handler(HTTPException, _http_error)
     pages.install(app, PageReader(db.path))
     logging.getLogger("qmirror").setLevel(logging.INFO)
     return app
+
+
+def _http_error(error: HTTPException) -> Response | tuple[str, int]:
+    """Errors in the asker's language: JSON for the API, a page for people. The
+    description is ours, never attacker-written, and escaped by the template anyway."""
+    code = error.code or 500
+    headers = dict(error.get_response().headers)
+    headers.pop("Content-Type", None)
+    headers.pop("Content-Length", None)
+    if request.path.startswith("/api/"):
+        body = {"error": error.name, "detail": error.description}
+        response = Response(_json(body), code, headers, mimetype="application/json")
+        return response
+    page = render_template(
+        "admin/error.html", code=code, name=error.name, description=error.description, nav=None
+    )
+    return Response(page, code, headers, mimetype="text/html")
+
+
+def _json(data: object) -> str:
+    import json
+
+    return json.dumps(data)
 
 
 class Services:
@@ -45,9 +84,10 @@ class Services:
 
     def __init__(
         self, *, settings: Settings, db: Database, storage: Storage,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime], accounts: Accounts,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.db = db
         self.storage = storage
         self.clock = clock
+        self.accounts = accounts
