@@ -229,7 +229,8 @@ def m002_review(db: SqliteUtilsDatabase) -> None:
             file_id INTEGER PRIMARY KEY REFERENCES files(id),
             core_metadata BLOB,               -- METADATA / PKG-INFO bytes as stored
             members TEXT NOT NULL,            -- JSON [[name, size, type, record_hash], ...]
-            members_truncated INTEGER NOT NULL DEFAULT 0
+            members_truncated INTEGER NOT NULL DEFAULT 0,
+            entry_points TEXT NOT NULL DEFAULT '[]'  -- JSON [[group, name, value], ...]
         );
         CREATE TABLE events (                 -- administrative actions; append-only
             id INTEGER PRIMARY KEY,
@@ -411,9 +412,12 @@ class TokenRow:
 
 @dataclass(frozen=True)
 class FileDetails:
+    """What inspection saw inside a file, kept for reviewers and for drift checks."""
+
     core_metadata: bytes | None
     members: tuple[ListedMember, ...]
     members_truncated: bool
+    entry_points: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -855,12 +859,14 @@ class Database:
     def save_file_details(self, file_id: int, details: FileDetails) -> None:
         self.db.execute(
             "INSERT OR REPLACE INTO file_details"
-            " (file_id, core_metadata, members, members_truncated) VALUES (?, ?, ?, ?)",
+            " (file_id, core_metadata, members, members_truncated, entry_points)"
+            " VALUES (?, ?, ?, ?, ?)",
             [
                 file_id,
                 details.core_metadata,
                 json.dumps([[m.name, m.size, m.type, m.record_hash] for m in details.members]),
                 int(details.members_truncated),
+                json.dumps([list(ep) for ep in details.entry_points]),
             ],
         )
 
@@ -875,6 +881,7 @@ class Database:
             core_metadata=None if row[0] is None else bytes(row[0]),
             members=tuple(ListedMember(*item) for item in json.loads(row[1])),
             members_truncated=bool(row[2]),
+            entry_points=tuple((g, n, v) for g, n, v in json.loads(row[3])),
         )
 
     # ------------------------------------------------------------ users and sessions

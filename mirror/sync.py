@@ -470,6 +470,7 @@ class Syncer:
                 core_metadata=inspection.core_metadata,
                 members=inspection.members,
                 members_truncated=inspection.members_truncated,
+                entry_points=inspection.entry_points,
             ),
         )
         row = self.db.file_by_id(file_id)

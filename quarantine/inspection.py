@@ -19,6 +19,7 @@ from quarantine.artifact import (
 )
 from quarantine.checks import CATALOGUE, CHECK_CRASHED, Check
 from quarantine.checks.archive import ARCHIVE_UNREADABLE
+from quarantine.checks.entrypoints import read_entry_points
 from quarantine.findings import CheckContext, Finding, Severity
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class Inspection:
     findings: tuple[Finding, ...]
     members: tuple[ListedMember, ...] = ()
     members_truncated: bool = False
+    # A wheel's entry points as installers read them: (group, name, value).
+    entry_points: tuple[tuple[str, str, str], ...] = ()
 
 
 def inspect_file(
@@ -92,7 +95,15 @@ def inspect_file(
             findings=tuple(findings),
             members=members[:MAX_LISTED_MEMBERS],
             members_truncated=len(members) > MAX_LISTED_MEMBERS,
+            entry_points=_entry_points(artifact),
         )
+
+
+def _entry_points(artifact: Artifact) -> tuple[tuple[str, str, str], ...]:
+    try:
+        return tuple((ep.group, ep.name, ep.value) for ep in read_entry_points(artifact))
+    except ArtifactError:
+        return ()  # the entry-point checks report an unreadable entry_points.txt
 
 
 def _listed_members(artifact: Artifact) -> tuple[ListedMember, ...]:
