@@ -297,9 +297,20 @@ class PolicySettings:
         )
 
 
+def _verify_provenance(value: Any) -> bool:
+    wanted = _bool(value)
+    if wanted:
+        from mirror.provenance import verification_available
+
+        if not verification_available():
+            raise ValueError("needs pypi-attestations: pip install 'quarantine-mirror[provenance]'")
+    return wanted
+
+
 @dataclass(frozen=True)
 class ChecksSettings:
     pth_allowlist: tuple[str, ...] = _key(_str_list, ())
+    verify_provenance: bool = _key(_verify_provenance, False)
 
 
 @dataclass(frozen=True)

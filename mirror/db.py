@@ -250,6 +250,23 @@ def m002_review(db: SqliteUtilsDatabase) -> None:
     )
 
 
+@migrations()
+def m004_provenance(db: SqliteUtilsDatabase) -> None:
+    """PEP 740 provenance: the object the upstream offered (a blob we serve next to the
+    file) and the publisher identity read from it."""
+    db.executescript(
+        """
+        ALTER TABLE files ADD COLUMN provenance_sha256 TEXT;  -- '<sha256>.provenance' blob
+        CREATE TABLE provenance (
+            file_id INTEGER PRIMARY KEY REFERENCES files(id),
+            publishers TEXT NOT NULL,         -- JSON [[kind, repository, workflow, env], ...]
+            verification TEXT NOT NULL,       -- unverified | verified | failed
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        """
+    )
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -271,6 +288,7 @@ class FileRow:
     held_reasons: tuple[str, ...]
     cooldown_until: datetime | None
     updated_at: datetime
+    provenance_sha256: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> FileRow:
@@ -295,6 +313,7 @@ class FileRow:
             held_reasons=tuple(json.loads(row["held_reasons"])),
             cooldown_until=parse_iso(row["cooldown_until"]),
             updated_at=datetime.fromisoformat(row["updated_at"]),
+            provenance_sha256=row["provenance_sha256"],
         )
 
 
@@ -806,6 +825,59 @@ class Database:
             ).fetchall()
         ]
 
+    # ------------------------------------------------------------ provenance
+
+    def save_provenance(
+        self,
+        file_id: int,
+        *,
+        provenance_sha256: str,
+        publishers: Sequence[Sequence[str]],
+        verification: str,
+        detail: str,
+    ) -> None:
+        with self.write():
+            self.db.execute(
+                "UPDATE files SET provenance_sha256 = ? WHERE id = ?", [provenance_sha256, file_id]
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO provenance (file_id, publishers, verification, detail)"
+                " VALUES (?, ?, ?, ?)",
+                [file_id, json.dumps([list(p) for p in publishers]), verification, detail],
+            )
+
+    def provenance(self, file_id: int) -> dict[str, Any] | None:
+        """{"publishers": [[kind, repository, workflow, environment], ...],
+        "verification": ..., "detail": ...} or None when the file came without one."""
+        rows = list(self.db.query("SELECT * FROM provenance WHERE file_id = ?", [file_id]))
+        if not rows:
+            return None
+        row = rows[0]
+        row["publishers"] = json.loads(row["publishers"])
+        return row
+
+    def approved_files(self, project: str, kind: str) -> list[FileRow]:
+        """A project's approved files of one kind, for drift: the caller picks the newest."""
+        return [
+            FileRow.from_row(row)
+            for row in self.db.query(
+                "SELECT * FROM files WHERE project = ? AND kind = ? AND state = 'approved'",
+                [project, kind],
+            )
+        ]
+
+    def first_upload(self, project: str) -> str | None:
+        """The earliest upload time in a project's stored upstream listing (ISO), which is
+        as close as a simple index gets to when the project was created."""
+        row = self.db.execute(
+            "SELECT upstream_listing FROM projects WHERE name = ?", [project]
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        times = [item.get("upload_time") for item in json.loads(row[0])]
+        known = [t for t in times if isinstance(t, str)]
+        return min(known) if known else None
+
     # ------------------------------------------------------------ review queue
 
     def queue(
@@ -872,7 +944,8 @@ class Database:
 
     def file_details(self, file_id: int) -> FileDetails | None:
         row = self.db.execute(
-            "SELECT core_metadata, members, members_truncated FROM file_details WHERE file_id = ?",
+            "SELECT core_metadata, members, members_truncated, entry_points FROM file_details"
+            " WHERE file_id = ?",
             [file_id],
         ).fetchone()
         if row is None:

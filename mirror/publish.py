@@ -30,6 +30,10 @@ def metadata_key(sha256: str) -> str:
     return f"{sha256}.metadata"
 
 
+def provenance_key(sha256: str) -> str:
+    return f"{sha256}.provenance"
+
+
 class Publisher:
     def __init__(
         self, db: Database, storage: Storage, clock: Callable[[], datetime] = utcnow
@@ -42,8 +46,9 @@ class Publisher:
         done: list[FileRow] = []
         try:
             for row in files:
-                self._require(row, APPROVABLE, "approve")
-                self._copy_to_published(row)
+                # Copy what the database says now (a caller's row may predate its
+                # metadata or provenance being recorded).
+                self._copy_to_published(self._require(row, APPROVABLE, "approve"))
                 self._transition(row, APPROVABLE, State.APPROVED, actor, reason)
                 done.append(row)
         finally:
@@ -72,6 +77,7 @@ class Publisher:
                 if not self.db.sha256_still_servable(row.sha256):
                     self.storage.published.delete(row.sha256)
                     self.storage.published.delete(metadata_key(row.sha256))
+                    self.storage.published.delete(provenance_key(row.sha256))
         return done
 
     def _transition(
@@ -84,16 +90,19 @@ class Publisher:
         except StateConflict as error:
             raise PublishError(f"cannot move {row.filename} to {to.value}: {error}") from None
 
-    def _require(self, row: FileRow, states: tuple[State, ...], verb: str) -> None:
+    def _require(self, row: FileRow, states: tuple[State, ...], verb: str) -> FileRow:
         current = self.db.file_by_id(row.id)
         if current is None or current.state not in states:
             now = "missing" if current is None else current.state.value
             raise PublishError(f"cannot {verb} {row.filename}: it is {now}")
+        return current
 
     def _copy_to_published(self, row: FileRow) -> None:
         copy_blob(self.storage.quarantine, row.sha256, self.storage.published)
         if row.metadata_sha256:
             copy_blob(self.storage.quarantine, metadata_key(row.sha256), self.storage.published)
+        if row.provenance_sha256:
+            copy_blob(self.storage.quarantine, provenance_key(row.sha256), self.storage.published)
 
     def _refresh(self, rows: list[FileRow]) -> None:
         if rows:

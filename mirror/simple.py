@@ -18,7 +18,7 @@ from packaging.version import InvalidVersion, Version
 
 from mirror.db import Database, FileRow, Page
 
-API_VERSION = "1.1"  # PEP 700: versions, size, upload-time
+API_VERSION = "1.3"  # PEP 700: versions, size, upload-time; PEP 740: provenance
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "application/vnd.pypi.simple.v1+html"
@@ -44,6 +44,11 @@ def page_key(project: str | None, fmt: str) -> str:
 def file_url(row: FileRow) -> str:
     """Relative to ``/simple/<project>/``: content-addressed and immutable."""
     return f"../../files/{row.sha256}/{quote(row.filename)}"
+
+
+def provenance_url(row: FileRow) -> str | None:
+    """PEP 740: where the file's provenance object is served, when it came with one."""
+    return f"{file_url(row)}.provenance" if row.provenance_sha256 else None
 
 
 def _version_key(text: str) -> tuple[int, Version | str]:
@@ -80,6 +85,7 @@ def project_context(name: str, files: Sequence[FileRow]) -> dict[str, Any]:
         upload_time = _upload_time(row)
         if upload_time:
             entry["upload-time"] = upload_time
+        entry["provenance"] = provenance_url(row)
         json_files.append(entry)
     versions = sorted({row.version for row in rows}, key=_version_key)
     return {
@@ -111,6 +117,7 @@ def render_project(name: str, files: Sequence[FileRow]) -> dict[str, Page]:
                 "requires_python": row.requires_python,
                 "yanked": row.yanked,
                 "metadata_sha256": row.metadata_sha256,
+                "provenance": provenance_url(row),
             }
             for row in rows
         ],

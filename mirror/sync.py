@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,11 +34,12 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
+from mirror import provenance as provenance_
 from mirror.config import Settings, is_internal
 from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso, utcnow
-from mirror.publish import Publisher, metadata_key
+from mirror.publish import Publisher, metadata_key, provenance_key
 from mirror.simple import refresh_pages
 from mirror.storage import Storage
 from mirror.targets import Targets
@@ -49,9 +50,11 @@ from mirror.upstream import (
     UpstreamError,
     UpstreamFile,
 )
-from quarantine.checks import CORE_METADATA_MISMATCH, UPSTREAM_HASH_MISSING
+from quarantine.checks import CORE_METADATA_MISMATCH, PROVENANCE_INVALID, UPSTREAM_HASH_MISSING
+from quarantine.drift import DriftContext, Snapshot, drift_findings, snapshot, snapshot_of
+from quarantine.drift import Publisher as AttestedPublisher
 from quarantine.findings import CheckContext, Finding, Severity
-from quarantine.inspection import inspect_file
+from quarantine.inspection import Inspection, inspect_file
 from quarantine.policy import COOLDOWN_REASON, Policy, Verdict, decide
 
 log = logging.getLogger("qmirror.sync")
@@ -436,6 +439,12 @@ class Syncer:
             inspection = inspect_file(temp, self._context(name, file))
             findings = list(inspection.findings)
             findings.extend(_weak_upstream_hash(file))
+            provenance = self._provenance(file, result.sha256, findings)
+            if provenance is not None:
+                self.storage.quarantine.put_stream(
+                    provenance_key(result.sha256), io.BytesIO(provenance.data)
+                )
+            findings.extend(self._drift(name, candidate, inspection, provenance))
             metadata_sha256 = None
             if candidate.kind == "wheel" and inspection.core_metadata is not None:
                 metadata_sha256 = _sha256(inspection.core_metadata)
@@ -473,9 +482,94 @@ class Syncer:
                 entry_points=inspection.entry_points,
             ),
         )
+        if provenance is not None:
+            self.db.save_provenance(
+                file_id,
+                provenance_sha256=_sha256(provenance.data),
+                publishers=[
+                    (p.kind, p.repository, p.workflow, p.environment) for p in provenance.publishers
+                ],
+                verification=provenance.verification.value,
+                detail=provenance.detail,
+            )
         row = self.db.file_by_id(file_id)
         assert row is not None
         return self._apply_policy(row, findings, now), row
+
+    # ------------------------------------------------------------ history: provenance, drift
+
+    def _provenance(
+        self, file: UpstreamFile, sha256: str, findings: list[Finding]
+    ) -> provenance_.Provenance | None:
+        """Fetch and read the file's PEP 740 provenance, when the upstream offers one. A
+        fetch failure fails the file (it is tried again next sync); an unreadable or
+        (when verified) invalid object is a finding."""
+        data = self.upstream.provenance(file)
+        if data is None:
+            return None
+        verify = self.settings.checks.verify_provenance
+        provenance, problem = provenance_.record(
+            data, filename=file.filename, sha256=sha256, verify=verify
+        )
+        if provenance is None:
+            findings.append(
+                Finding(
+                    PROVENANCE_INVALID,
+                    Severity.HIGH,
+                    "The upstream's provenance object for this file is not valid PEP 740.",
+                    problem or "",
+                )
+            )
+            return None
+        if provenance.verification is provenance_.Verification.FAILED:
+            findings.append(
+                Finding(
+                    PROVENANCE_INVALID,
+                    Severity.HIGH,
+                    "The file's attestations do not verify: its provenance may be forged.",
+                    provenance.detail,
+                )
+            )
+        return provenance
+
+    def _drift(
+        self,
+        name: NormalizedName,
+        candidate: _Candidate,
+        inspection: Inspection,
+        provenance: provenance_.Provenance | None,
+    ) -> list[Finding]:
+        """What changed since the project's last approved release of the same kind."""
+        previous = self._previous_snapshot(name, candidate)
+        if previous is None:
+            return []
+        current = snapshot_of(inspection, provenance.publishers if provenance else None)
+        known = self.db.project_names()
+        now = self.clock()
+        young = frozenset(
+            dependency
+            for dependency in set(current.dependencies) - set(previous.dependencies)
+            if dependency in known and _created_recently(self.db.first_upload(dependency), now)
+        )
+        return drift_findings(previous, current, DriftContext(known, young))
+
+    def _previous_snapshot(self, name: NormalizedName, candidate: _Candidate) -> Snapshot | None:
+        """The newest approved release before this one (else the newest other one), of
+        the same kind; for wheels, its build with the same tags when there is one."""
+        others: list[tuple[Version, FileRow]] = []
+        for row in self.db.approved_files(name, candidate.kind):
+            version = _version_or_none(row.version)
+            if version is not None and version != candidate.version:
+                others.append((version, row))
+        if not others:
+            return None
+        older = [pair for pair in others if pair[0] < candidate.version]
+        pool = older or others
+        newest = max(version for version, _ in pool)
+        release = [row for version, row in pool if version == newest]
+        tags = _wheel_tags(candidate.file.filename)
+        row = next((r for r in release if _wheel_tags(r.filename) == tags), release[0])
+        return stored_snapshot(self.db, row)
 
     def _context(self, name: NormalizedName, file: UpstreamFile) -> CheckContext:
         return CheckContext(
@@ -616,3 +710,48 @@ def _parse_filename(filename: str) -> tuple[NormalizedName, Version, str, frozen
     except (InvalidWheelFilename, InvalidSdistFilename):
         return None
     return None
+
+
+YOUNG_PROJECT_AGE = timedelta(days=30)
+
+
+def _created_recently(first_upload: str | None, now: datetime) -> bool:
+    moment = parse_iso(first_upload)
+    return moment is not None and now - moment < YOUNG_PROJECT_AGE
+
+
+def _version_or_none(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def _wheel_tags(filename: str) -> str | None:
+    """A wheel filename's tag part ("cp312-cp312-manylinux_2_28_x86_64"), for picking the
+    previous release's build for the same platform."""
+    if not filename.endswith(".whl"):
+        return None
+    return "-".join(filename[: -len(".whl")].split("-")[-3:])
+
+
+def stored_snapshot(db: Database, row: FileRow) -> Snapshot:
+    """A recorded file as drift sees it (its members and metadata from file_details, its
+    publishers from the provenance it came with)."""
+    details = db.file_details(row.id)
+    recorded = db.provenance(row.id)
+    publishers = (
+        None
+        if recorded is None
+        else tuple(AttestedPublisher(*item) for item in recorded["publishers"])
+    )
+    return snapshot(
+        filename=row.filename,
+        kind=row.kind,
+        size=row.size,
+        core_metadata=None if details is None else details.core_metadata,
+        members=() if details is None else details.members,
+        members_truncated=True if details is None else details.members_truncated,
+        entry_points=() if details is None else details.entry_points,
+        publishers=publishers,
+    )

@@ -46,6 +46,8 @@ _HTML_TYPES = frozenset({HTML_TYPE, "application/vnd.pypi.simple.latest+html", L
 SUPPORTED_API_MAJOR = 1  # PEP 629: refuse a page whose major api-version is newer
 CHUNK_SIZE = 1024 * 1024  # downloads are written and hashed this much at a time
 MAX_PAGE_BYTES = 256 * 1024 * 1024  # the largest PyPI pages are tens of MB
+MAX_PROVENANCE_BYTES = 4 * 1024 * 1024  # a PEP 740 provenance object is a few KB per bundle
+PROVENANCE_ACCEPT = "application/vnd.pypi.integrity.v1+json, application/json;q=0.5"
 MAX_REDIRECTS = 10
 MAX_RETRY_AFTER = 60.0  # seconds: an upstream's Retry-After is honoured up to this
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -249,6 +251,32 @@ class UpstreamClient:
             api_format=api_format,
         )
 
+    # ------------------------------------------------------------ provenance
+
+    def provenance(self, file: UpstreamFile) -> bytes | None:
+        """The PEP 740 provenance object the upstream offers for ``file`` (its bytes,
+        unparsed), or None when it offers none or answers 404 for it."""
+        url = file.provenance
+        if url is None:
+            return None
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise UpstreamError(f"GET {url}: not an http(s) URL", url=url)
+        return self._retrying(url, UpstreamError, lambda: self._provenance_attempt(url))
+
+    def _provenance_attempt(self, url: str) -> bytes | None:
+        final_url, response = self._open(url, {"Accept": PROVENANCE_ACCEPT})
+        complete = False
+        try:
+            if response.status == 404:
+                complete = True
+                return None
+            _check_status(url, response)
+            body = _read_page(final_url, response, limit=MAX_PROVENANCE_BYTES)
+            complete = True
+            return body
+        finally:
+            _done(response, complete)
+
     # ------------------------------------------------------------ downloads
 
     def download(self, file: UpstreamFile, dest: Path) -> DownloadResult:
@@ -417,14 +445,16 @@ def _chunks(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
         yield chunk
 
 
-def _read_page(url: str, response: urllib3.BaseHTTPResponse) -> bytes:
+def _read_page(
+    url: str, response: urllib3.BaseHTTPResponse, *, limit: int = MAX_PAGE_BYTES
+) -> bytes:
     parts: list[bytes] = []
     total = 0
     try:
         for chunk in response.stream(CHUNK_SIZE, decode_content=True):
             total += len(chunk)
-            if total > MAX_PAGE_BYTES:
-                raise UpstreamError(f"GET {url}: page larger than {MAX_PAGE_BYTES} bytes", url=url)
+            if total > limit:
+                raise UpstreamError(f"GET {url}: larger than {limit} bytes", url=url)
             parts.append(chunk)
     except urllib3.exceptions.DecodeError as failure:
         raise _Retryable(f"cannot decode the body ({_clean(str(failure))})") from None

@@ -103,7 +103,7 @@ def test_project_page_html_has_hash_requires_python_yanked_and_metadata(mirror, 
     assert 'data-yanked="broken build"' in html
     assert f'data-core-metadata="sha256={row.metadata_sha256}"' in html
     assert f'data-dist-info-metadata="sha256={row.metadata_sha256}"' in html
-    assert '<meta name="pypi:repository-version" content="1.1">' in html
+    assert '<meta name="pypi:repository-version" content="1.3">' in html
 
 
 def test_project_page_json_pep691_and_pep700(mirror, client):
@@ -111,7 +111,7 @@ def test_project_page_json_pep691_and_pep700(mirror, client):
     response = client.get("/simple/demo/", headers={"Accept": JSON_TYPE})
     assert response.headers["Content-Type"].startswith(JSON_TYPE)
     data = response.get_json()
-    assert data["meta"]["api-version"] == "1.1"
+    assert data["meta"]["api-version"] == "1.3"
     assert data["name"] == "demo"
     assert data["versions"] == ["1.0"]
     (entry,) = data["files"]
@@ -243,7 +243,7 @@ def test_healthz(client):
 def test_json_root_lists_display_names(mirror, client):
     approved_wheel(mirror, name="zope-interface")
     data = json.loads(client.get("/simple/", headers={"Accept": JSON_TYPE}).data)
-    assert data == {"meta": {"api-version": "1.1"}, "projects": [{"name": "zope-interface"}]}
+    assert data == {"meta": {"api-version": "1.3"}, "projects": [{"name": "zope-interface"}]}
 
 
 def test_cached_pages_follow_every_state_change_at_once(mirror, client):

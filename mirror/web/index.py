@@ -13,7 +13,7 @@ from flask import Blueprint, abort, current_app, send_file
 from werkzeug.wrappers import Response
 
 from mirror.db import Database
-from mirror.publish import metadata_key
+from mirror.publish import metadata_key, provenance_key
 from mirror.storage import BlobNotFound, BlobStore
 
 bp = Blueprint("index", __name__)
@@ -31,6 +31,8 @@ def _published() -> BlobStore:
 
 @bp.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
+    if filename.endswith(".provenance"):
+        return _provenance(sha256, filename.removesuffix(".provenance"))
     metadata = filename.endswith(".metadata")
     dist_filename = filename.removesuffix(".metadata") if metadata else filename
     row = _db().servable_file(sha256, dist_filename)
@@ -50,6 +52,27 @@ def file(sha256: str, filename: str) -> Response:
         download_name=filename,
         conditional=True,
         etag=(row.metadata_sha256 or row.sha256) if metadata else row.sha256,
+        max_age=ONE_YEAR,
+    )
+    response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+    return response
+
+
+def _provenance(sha256: str, dist_filename: str) -> Response:
+    """The PEP 740 provenance object of a servable file, exactly as the upstream sent it."""
+    row = _db().servable_file(sha256, dist_filename)
+    if row is None or not row.provenance_sha256:
+        abort(404)
+    try:
+        stream = _published().open(provenance_key(row.sha256))
+    except BlobNotFound:
+        abort(404)
+    response = send_file(
+        stream,
+        mimetype="application/vnd.pypi.integrity.v1+json",
+        download_name=f"{dist_filename}.provenance",
+        etag=row.provenance_sha256,
+        conditional=True,
         max_age=ONE_YEAR,
     )
     response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"

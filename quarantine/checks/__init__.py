@@ -42,6 +42,7 @@ CHECK_CRASHED: Final = "check-crashed"
 # Reported by the mirror's sync, which alone sees the upstream's listing of a file.
 CORE_METADATA_MISMATCH: Final = "core-metadata-mismatch"
 UPSTREAM_HASH_MISSING: Final = "upstream-hash-missing"
+PROVENANCE_INVALID: Final = "provenance-invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +118,20 @@ CATALOGUE: Final[list[Check]] = [
 
 def known_check_ids() -> frozenset[str]:
     """Every id a finding can carry: what config may name in overrides and allow lists."""
-    return frozenset(check.id for check in CATALOGUE) | {
-        CHECK_CRASHED,
-        CORE_METADATA_MISMATCH,
-        UPSTREAM_HASH_MISSING,
-    }
+    from quarantine.drift import DRIFT_CHECK_IDS  # drift reads the catalogue's constants
+
+    return (
+        frozenset(check.id for check in CATALOGUE)
+        | {CHECK_CRASHED, CORE_METADATA_MISMATCH, UPSTREAM_HASH_MISSING, PROVENANCE_INVALID}
+        | DRIFT_CHECK_IDS
+    )
 
 
 __all__ = [
     "CATALOGUE",
     "CHECK_CRASHED",
     "CORE_METADATA_MISMATCH",
+    "PROVENANCE_INVALID",
     "UPSTREAM_HASH_MISSING",
     "Check",
     "CheckFunction",
