@@ -63,12 +63,15 @@ def _provenance(sha256: str, dist_filename: str) -> Response:
     row = _db().servable_file(sha256, dist_filename)
     if row is None or not row.provenance_sha256:
         abort(404)
+    store = _published()
     try:
-        stream = _published().open(provenance_key(row.sha256))
+        source = store.local_path(provenance_key(row.sha256)) or store.open(
+            provenance_key(row.sha256)
+        )
     except BlobNotFound:
         abort(404)
     response = send_file(
-        stream,
+        source,
         mimetype="application/vnd.pypi.integrity.v1+json",
         download_name=f"{dist_filename}.provenance",
         etag=row.provenance_sha256,

@@ -159,3 +159,80 @@ def make_sdist(
             info.mode = 0o644
             archive.addfile(info, io.BytesIO(data))
     return path
+
+
+def make_provenance(
+    publishers: Iterable[Mapping[str, str]] = (
+        {"kind": "GitHub", "repository": "acme/widget", "workflow": "release.yml"},
+    ),
+    *,
+    subject: tuple[str, str] | None = None,
+) -> bytes:
+    """A PEP 740 provenance object naming ``publishers``, one attestation bundle each.
+
+    The attestations are well-formed but not signed by Sigstore (that cannot be done
+    offline): a self-signed certificate, an in-toto statement for ``subject``
+    (filename, sha256), and a signature of random bytes — what a forger could make.
+    """
+    import datetime as _dt
+    import json
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sigstore-intermediate")])
+    now = _dt.datetime.now(_dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _dt.timedelta(minutes=5))
+        .not_valid_after(now + _dt.timedelta(minutes=10))
+        .sign(key, hashes.SHA256())
+    )
+    filename, sha256 = subject or ("widget-1.0-py3-none-any.whl", "0" * 64)
+    statement = {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": filename, "digest": {"sha256": sha256}}],
+        "predicateType": "https://docs.pypi.org/attestations/publish/v1",
+        "predicate": None,
+    }
+    attestation = {
+        "version": 1,
+        "verification_material": {
+            "certificate": base64.b64encode(
+                certificate.public_bytes(serialization.Encoding.DER)
+            ).decode(),
+            "transparency_entries": [
+                {
+                    "logIndex": "1",
+                    "logId": {"keyId": base64.b64encode(os.urandom(32)).decode()},
+                    "kindVersion": {"kind": "dsse", "version": "0.0.1"},
+                    "integratedTime": str(int(now.timestamp())),
+                    "inclusionPromise": {
+                        "signedEntryTimestamp": base64.b64encode(os.urandom(64)).decode()
+                    },
+                    "canonicalizedBody": base64.b64encode(b"{}").decode(),
+                }
+            ],
+        },
+        "envelope": {
+            "statement": base64.b64encode(json.dumps(statement).encode()).decode(),
+            "signature": base64.b64encode(os.urandom(64)).decode(),
+        },
+    }
+    return json.dumps(
+        {
+            "version": 1,
+            "attestation_bundles": [
+                {"publisher": dict(publisher), "attestations": [attestation]}
+                for publisher in publishers
+            ],
+        }
+    ).encode()

@@ -96,6 +96,7 @@ class _Entry:
     yanked: str | None
     requires_python: str | None
     metadata: bytes | None
+    provenance: bytes | None = None
     corrupt: bool = False
     truncate: bool = False
 
@@ -227,8 +228,12 @@ class FakeIndex:
         yanked: str | None = None,
         requires_python: str | None = None,
         metadata: bool | bytes = True,
+        provenance: bytes | None = None,
     ) -> None:
         """Serve the wheel or sdist at ``path`` (copied in) under its project.
+
+        ``provenance``: a PEP 740 provenance object to announce (JSON ``provenance`` key,
+        HTML ``data-provenance``) and serve at ``/files/<filename>.provenance``.
 
         ``requires_python`` defaults to the file's own Requires-Python (best effort: a
         file that is not a readable archive is served all the same). ``metadata=True``
@@ -266,6 +271,7 @@ class FakeIndex:
             yanked=yanked,
             requires_python=requires_python,
             metadata=served_metadata,
+            provenance=provenance,
         )
         with self._lock:
             self._entries[filename] = entry
@@ -428,6 +434,8 @@ def _json_file(context: dict[str, Any]) -> dict[str, Any]:
     metadata = False if context["metadata_hash"] is None else {"sha256": context["metadata_hash"]}
     for key in context["metadata_keys"]:
         item[key] = metadata
+    if entry.provenance is not None:
+        item["provenance"] = context["url"] + ".provenance"
     return item
 
 
@@ -442,6 +450,8 @@ def _html_anchor(context: dict[str, Any]) -> str:
     if context["metadata_hash"] is not None:
         for key in context["metadata_keys"]:
             attributes.append(f'data-{key}="sha256={context["metadata_hash"]}"')
+    if entry.provenance is not None:
+        attributes.append(f'data-provenance="{html.escape(context["relative"])}.provenance"')
     return f"    <a {' '.join(attributes)}>{html.escape(entry.filename)}</a><br />"
 
 
@@ -661,6 +671,12 @@ class _Handler(BaseHTTPRequestHandler):
         if entry is None and metadata_of is not None and metadata_of.metadata is not None:
             self._send(200, "application/octet-stream", metadata_of.metadata, send_body)
             return
+        if entry is None and filename.endswith(".provenance"):
+            with index._lock:
+                attested = index._entries.get(filename.removesuffix(".provenance"))
+            if attested is not None and attested.provenance is not None:
+                self._send(200, "application/json", attested.provenance, send_body)
+                return
         if entry is None:
             self._send(404, "text/plain", b"no such file\n", send_body)
             return
