@@ -36,7 +36,8 @@ def test_publishers_are_read_from_a_provenance_object():
         [ACME, {"kind": "GitLab", "repository": "g/w", "workflow_filepath": ".gitlab-ci.yml"}]
     )
     (github, gitlab) = parse(data)
-    assert (github.kind, github.repository, github.workflow) == ("GitHub", "acme/widget", "release.yml")
+    assert (github.kind, github.repository) == ("GitHub", "acme/widget")
+    assert github.workflow == "release.yml"
     assert (gitlab.kind, gitlab.workflow) == ("GitLab", ".gitlab-ci.yml")
 
 
@@ -46,7 +47,7 @@ def test_publishers_are_read_from_a_provenance_object():
         (b"not json", "not JSON"),
         (b'{"version": 2, "attestation_bundles": []}', "version 1"),
         (b'{"version": 1, "attestation_bundles": []}', "missing or empty"),
-        (b'{"version": 1, "attestation_bundles": [{"publisher": {"kind": "GitHub"}}]}', "attestations"),
+        (b'{"version": 1, "attestation_bundles": [{"publisher": {"kind": "G"}}]}', "attestations"),
     ],
 )
 def test_malformed_provenance_is_refused_with_a_reason(data, message):
@@ -98,12 +99,16 @@ def test_provenance_is_recorded_and_served_next_to_the_file(tmp_path, fake_index
 
 def test_a_release_without_the_provenance_earlier_ones_had_is_held(tmp_path, fake_index, build):
     index = fake_index("json")
-    index.add(make_wheel(build, "widget", "1.0"), upload_time=OLD, provenance=make_provenance([ACME]))
+
+    def attested(version, publisher):
+        return dict(upload_time=OLD, provenance=make_provenance([publisher]))
+
+    index.add(make_wheel(build, "widget", "1.0"), **attested("1.0", ACME))
     syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["widget"]})
     syncer.run()
     index.add(make_wheel(build, "widget", "1.1"), upload_time=OLD)  # uploaded by hand
-    index.add(make_wheel(build, "widget", "1.2"), upload_time=OLD, provenance=make_provenance([FORK]))
-    index.add(make_wheel(build, "widget", "1.3"), upload_time=OLD, provenance=make_provenance([ACME]))
+    index.add(make_wheel(build, "widget", "1.2"), **attested("1.2", FORK))
+    index.add(make_wheel(build, "widget", "1.3"), **attested("1.3", ACME))
     syncer.run()
 
     assert db.file_by_filename("widget-1.1-py3-none-any.whl").state is State.QUARANTINED
