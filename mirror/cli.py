@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import json
 import logging
@@ -269,9 +270,13 @@ def status(obj: CliContext, as_json: bool) -> None:
     oldest = held[0] if held else None
     last = db.last_sync_run()
     errors = db.fetch_errors()
+    waiting, next_due = db.cooldown_waiting()
     if as_json:
         click.echo(json.dumps({
             "counts": counts,
+            "cooldown": {
+                "waiting": waiting, "next_due": None if next_due is None else next_due.isoformat(),
+            },
             "oldest_held": None if oldest is None else {
                 "filename": oldest.filename, "first_seen": oldest.first_seen.isoformat(),
                 "reasons": list(oldest.held_reasons),
@@ -286,6 +291,9 @@ def status(obj: CliContext, as_json: bool) -> None:
         click.echo(f"oldest held: {oldest.filename} (held {_age(age.total_seconds())})")
         for reason in oldest.held_reasons[:5]:
             click.echo(f"  - {_clip(reason)}")
+    if waiting:
+        due = "" if next_due is None else f"; next due {next_due.isoformat()}"
+        click.echo(f"waiting on cooldown: {waiting}{due} (approved by the first sync after)")
     if last is not None:
         click.echo(f"last sync: {last['started']} {last['status']}")
     if errors:
@@ -311,22 +319,37 @@ def _clip(text: str, width: int = 160) -> str:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file.")
+@click.option(
+    "--against",
+    type=click.Path(exists=True, dir_okay=False),
+    help="An earlier (approved) release: also report what changed since it (drift).",
+)
 @click.pass_obj
-def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
-    """Run every check on files on disk. Exit 0 approve, 1 hold, 2 reject (the worst)."""
+def scan(obj: CliContext, files: tuple[str, ...], as_json: bool, against: str | None) -> None:
+    """Run every check on files on disk. Exit 0 approve, 1 hold, 2 reject (the worst).
+    With --against OLDFILE, also compare each file with that earlier release."""
+    from quarantine.drift import drift_findings, snapshot_of
     from quarantine.findings import CheckContext
     from quarantine.inspection import inspect_file
 
-    policy = obj.settings.policy.build()
-    worst = Verdict.APPROVE
-    for name in files:
-        path = Path(name)
-        context = CheckContext(
+    def context_for(path: Path) -> CheckContext:
+        return CheckContext(
             filename=path.name,
             pth_allowlist=frozenset(obj.settings.checks.pth_allowlist),
             internal_patterns=obj.settings.policy.internal,
         )
-        inspection = inspect_file(path, context)
+
+    previous = None
+    if against is not None:
+        previous = snapshot_of(inspect_file(Path(against), context_for(Path(against))))
+    policy = obj.settings.policy.build()
+    worst = Verdict.APPROVE
+    for name in files:
+        path = Path(name)
+        inspection = inspect_file(path, context_for(path))
+        if previous is not None:
+            drift = drift_findings(previous, snapshot_of(inspection))
+            inspection = dataclasses.replace(inspection, findings=(*inspection.findings, *drift))
         decision = decide(
             policy, inspection.findings, project=inspection.name, uploaded_at=None, now=utcnow()
         )
@@ -353,11 +376,18 @@ def scan(obj: CliContext, files: tuple[str, ...], as_json: bool) -> None:
 @main.command("checks")
 def list_checks() -> None:
     """List every check: its id (for [policy.checks] and allow lists) and what it looks for."""
-    from quarantine.checks import CATALOGUE
+    import inspect
 
-    width = max(len(check.id) for check in CATALOGUE)
-    for check in CATALOGUE:
-        click.echo(f"{check.id:<{width}}  {check.description}")
+    from quarantine.checks import CATALOGUE
+    from quarantine.drift import DRIFT_CHECKS
+
+    rows = [(check.id, check.description) for check in CATALOGUE]
+    for check_id, function in DRIFT_CHECKS:
+        summary = (inspect.getdoc(function) or "").split("\n\n", 1)[0].replace("\n", " ")
+        rows.append((check_id, f"(drift, against the last approved release) {summary}"))
+    width = max(len(check_id) for check_id, _ in rows)
+    for check_id, description in rows:
+        click.echo(f"{check_id:<{width}}  {description}")
 
 
 @main.command()

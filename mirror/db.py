@@ -808,6 +808,14 @@ class Database:
             self.db.query("SELECT * FROM decisions WHERE file_id = ? ORDER BY id", [file_id])
         )
 
+    def cooldown_waiting(self) -> tuple[int, datetime | None]:
+        """Held files that wait only on the cooldown, and when the first of them is due."""
+        count, due = self.db.execute(
+            "SELECT COUNT(*), MIN(cooldown_until) FROM files"
+            " WHERE state = 'quarantined' AND cooldown_until IS NOT NULL"
+        ).fetchone()
+        return int(count), parse_iso(due)
+
     def counts_by_state(self) -> dict[str, int]:
         counts = {state.value: 0 for state in State}
         for state, count in self.db.execute(

@@ -116,14 +116,43 @@ def test_decisions_need_a_reason_and_a_matching_file(config):
     assert "only PROJECT==VERSION" in bad.output
 
 
-def test_checks_lists_every_catalogue_id():
+def test_checks_lists_every_catalogue_and_drift_id():
     from quarantine.checks import CATALOGUE
+    from quarantine.drift import DRIFT_CHECKS
 
     result = CliRunner().invoke(main, ["checks"])
     assert result.exit_code == 0
     listed = [line.split()[0] for line in result.output.splitlines()]
-    assert listed == [check.id for check in CATALOGUE]
+    assert listed == [check.id for check in CATALOGUE] + [check_id for check_id, _ in DRIFT_CHECKS]
     assert len(set(listed)) == len(listed)  # ids are unique
+
+
+def test_scan_against_an_earlier_release_reports_drift(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = make_wheel(tmp_path / "old", "widget", "1.0")
+    same = make_wheel(tmp_path / "new", "widget", "1.1")
+    hooked = make_wheel(
+        tmp_path / "new", "widget", "1.2",
+        files={"widget/__init__.py": b"", "stealer/__init__.py": b""},
+    )  # fmt: skip
+    clean = scan("--against", str(old), str(same))
+    assert clean.exit_code == 0 and "drift" not in clean.output
+    drifted = scan("--json", "--against", str(old), str(hooked))
+    report = json.loads(drifted.output)
+    assert "drift-new-top-level" in {f["check"] for f in report["findings"]}
+    assert report["verdict"] == "hold" and drifted.exit_code == 1
+
+
+def test_status_says_how_many_files_wait_on_the_cooldown(config):
+    db = Database(load_settings(config, environ={}).database_path)
+    due = datetime(2030, 1, 2, 3, 4, tzinfo=UTC)
+    for row in db.files():
+        db.set_hold(row.id, ["cooldown: uploaded recently"], due)
+    text = run(config, "status")
+    assert "waiting on cooldown: 2; next due 2030-01-02T03:04:00+00:00" in text.output
+    data = json.loads(run(config, "status", "--json").output)
+    assert data["cooldown"] == {"waiting": 2, "next_due": "2030-01-02T03:04:00+00:00"}
 
 
 def test_approving_a_release_does_not_overturn_rejections(config):
