@@ -18,6 +18,8 @@ from packaging.version import InvalidVersion, Version
 
 from mirror.config import ConfigError, Settings, find_config_file, load_settings
 from mirror.db import Database, FileRow, State, utcnow
+from mirror.logs import setup_logging
+from mirror.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
 from mirror.storage import local_storage
@@ -49,12 +51,9 @@ class CliContext:
 
 
 def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("qmirror")
-    root.handlers[:] = [handler]
-    # On a terminal the progress bar says what is happening; under cron, log lines do.
-    root.setLevel(logging.WARNING if sys.stderr.isatty() else logging.INFO)
+    # On a terminal the progress bar says what is happening; under cron, log lines do
+    # (JSON lines, see mirror.logs).
+    setup_logging(logging.WARNING if sys.stderr.isatty() else logging.INFO)
 
 
 @click.group()
@@ -92,6 +91,9 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
     if config_file is not None:
         env["QMIRROR_CONFIG"] = str(config_file.resolve())
     env["QMIRROR_DATA_DIR"] = str(settings.data_dir.resolve())
+    # Workers share request counters through files here (prometheus_client multiprocess).
+    if not env.get(MULTIPROC_ENV):
+        env[MULTIPROC_ENV] = str(prepare_multiprocess_dir(settings.data_dir.resolve()))
     public = settings.server.public_url or f"http://{bind}/"
     click.echo(f"Serving on http://{bind}/  (data: {settings.data_dir})", err=True)
     click.echo(f"  pip install --index-url {public.rstrip('/')}/simple/ flask", err=True)
@@ -101,6 +103,7 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
         "--workers", str(workers),
         "--worker-class", "gthread",
         "--threads", str(settings.server.threads),
+        "--config", "python:mirror.gunicorn_hooks",
         *(["--access-logfile", settings.server.access_log] if settings.server.access_log else []),
         "mirror.web:create_app()",
     ]  # fmt: skip

@@ -10,6 +10,8 @@ from flask import Flask
 
 from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
+from mirror.logs import setup_logging
+from mirror.metrics import Metrics
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, local_storage
 
@@ -30,13 +32,18 @@ def create_app(
 
     app = Flask(__name__)
     app.config["QMIRROR_SETTINGS"] = settings
-    app.extensions["qmirror"] = Services(settings=settings, db=db, storage=storage, clock=clock)
+    metrics = Metrics(db, clock)
+    app.extensions["qmirror"] = Services(
+        settings=settings, db=db, storage=storage, clock=clock, metrics=metrics
+    )
 
-    from mirror.web import index, pages
+    from mirror.web import index, observe, ops, pages
 
     app.register_blueprint(index.bp)
+    app.register_blueprint(ops.bp)
     pages.install(app, PageReader(db.path))
-    logging.getLogger("qmirror").setLevel(logging.INFO)
+    observe.install(app, metrics.http)  # outermost: the /simple/ fast path is counted too
+    setup_logging(logging.INFO)
     return app
 
 
@@ -45,9 +52,10 @@ class Services:
 
     def __init__(
         self, *, settings: Settings, db: Database, storage: Storage,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime], metrics: Metrics,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.db = db
         self.storage = storage
         self.clock = clock
+        self.metrics = metrics
