@@ -370,3 +370,27 @@ def init(obj: CliContext) -> None:
     db = obj.database()
     refresh_pages(db, [])
     click.echo(f"initialised {obj.settings.data_dir.resolve()}")
+
+
+# ---------------------------------------------------------------- operations
+
+
+@main.command()
+@click.pass_obj
+def doctor(obj: CliContext) -> None:
+    """Check config, database, storage, upstream, disk space and the last sync; one line
+    each (ok, warn or FAIL, and how to fix it). Exit 1 if anything FAILs."""
+    from mirror.doctor import Level, config_result, fail, run_checks
+
+    try:
+        settings = load_settings(obj.config)
+    except ConfigError as error:
+        click.echo(fail("config", str(error), "correct the file or variable named").line())
+        raise SystemExit(1) from None
+    results = [config_result(settings)]
+    click.echo(results[0].line())
+    for result in run_checks(settings, lambda: local_storage(settings.data_dir), utcnow):
+        click.echo(result.line())
+        results.append(result)
+    if any(result.level == Level.FAIL for result in results):
+        raise SystemExit(1)
