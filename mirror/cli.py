@@ -394,3 +394,53 @@ def doctor(obj: CliContext) -> None:
         results.append(result)
     if any(result.level == Level.FAIL for result in results):
         raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup(obj: CliContext, directory: Path) -> None:
+    """Back up the database (a consistent snapshot, safe while serving) and a manifest of
+    every blob, with local blobs hardlinked or copied, into a new DIRECTORY."""
+    from mirror.backup import BackupError
+    from mirror.backup import backup as run_backup
+
+    settings = obj.settings
+    try:
+        report = run_backup(
+            settings.database_path, local_storage(settings.data_dir), directory, utcnow()
+        )
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(report.line(directory))
+    if report.missing:
+        click.echo(
+            f"{len(report.missing)} blobs the database refers to are in no store "
+            "(the backup cannot restore them):",
+            err=True,
+        )
+        for line in report.missing[:20]:
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--into", "into", type=click.Path(file_okay=False, path_type=Path),
+    help="Data dir to restore into (default: the configured data_dir).",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace the database of a non-empty data dir.")
+@click.pass_obj
+def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) -> None:
+    """Verify a backup (database and every blob against the recorded sha256) and restore
+    it into a data dir; refuses a non-empty one without --force, and any corrupt backup."""
+    from mirror.backup import BackupError
+    from mirror.backup import restore as run_restore
+
+    target = into if into is not None else obj.settings.data_dir
+    try:
+        report = run_restore(directory, target, local_storage, force=force)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(report.line(target))

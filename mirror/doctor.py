@@ -49,7 +49,8 @@ class Result:
     fix: str = ""
 
     def line(self) -> str:
-        text = f"{self.level.value:<4}  {self.name}: {self.message}"
+        message = " / ".join(part.strip() for part in self.message.splitlines())
+        text = f"{self.level.value:<4}  {self.name}: {message}"
         return f"{text} -- fix: {self.fix}" if self.fix and self.level != Level.OK else text
 
 
@@ -107,10 +108,16 @@ def check_database(path: Path) -> Result:
             "(SQLite in WAL mode writes beside the file even to read)",
         )
     if health.integrity != ["ok"]:
-        first = health.integrity[0]
+        problems = [
+            line.strip()
+            for row in health.integrity
+            for line in row.splitlines()
+            if line.strip() and not line.startswith("*** in database")
+        ] or health.integrity
         return fail(
             name,
-            f"{path} failed PRAGMA quick_check: {first}",
+            f"{path} failed PRAGMA quick_check ({len(problems)} problem(s), the first: "
+            f"{problems[0]})",
             "stop the server and restore a backup: `qmirror restore DIR --force`",
         )
     if health.pending_migrations:
@@ -134,7 +141,7 @@ def check_database(path: Path) -> Result:
 
 
 def check_storage(storage: Callable[[], Storage]) -> Iterator[Result]:
-    fix = "make the data dir writable by the user that runs qmirror ([storage] settings)"
+    fix = "make the data dir writable by the user that runs qmirror"
     try:
         stores = storage()
     except (OSError, StorageError) as error:
@@ -182,10 +189,10 @@ def check_upstream(url: str, timeout: float) -> Result:
     except urllib3.exceptions.NameResolutionError:
         host = urllib3.util.parse_url(url).host
         return fail(name, f"cannot resolve {host} (GET {url})", fix)
+    except urllib3.exceptions.NewConnectionError as error:  # before its base class below
+        return fail(name, f"cannot connect to {url} ({_connection_reason(error)})", fix)
     except urllib3.exceptions.ConnectTimeoutError:
         return fail(name, f"no connection to {url} within {timeout:g}s", fix)
-    except urllib3.exceptions.NewConnectionError as error:
-        return fail(name, f"cannot connect to {url} ({_connection_reason(error)})", fix)
     except urllib3.exceptions.SSLError as error:
         return fail(name, f"TLS failed for {url} ({error})", "check the upstream's certificate")
     except urllib3.exceptions.ReadTimeoutError:

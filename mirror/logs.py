@@ -66,16 +66,15 @@ class TextFormatter(logging.Formatter):
 
 
 def _indent(text: str) -> str:
-    return "\n".join(CONTINUATION + escape(line) for line in text.splitlines()).removeprefix(
-        CONTINUATION
-    )
+    return "\n".join(CONTINUATION + escape(line) for line in text.splitlines())
 
 
 def json_formatter() -> logging.Formatter:
     return JsonFormatter(
-        "{asctime}{levelname}{name}{message}",
+        "{levelname}{name}{message}",
         style="{",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",  # ISO 8601, UTC
         json_ensure_ascii=False,
     )
 
