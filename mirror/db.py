@@ -639,8 +639,8 @@ class Database:
     # ------------------------------------------------------------ operations
 
     def ops_figures(self) -> OpsFigures:
-        """What ``/metrics`` reports, read at scrape time. Each query is an index lookup or
-        a scan of a small table (runs, findings of live files), never of storage."""
+        """What ``/metrics`` reports, read at scrape time: index lookups, and counts over
+        the small sync_runs table (35,000 rows after a year of 15-minute syncs: ~15 ms)."""
         db = self.db
         (oldest,) = db.execute(
             "SELECT MIN(first_seen) FROM files WHERE state = 'quarantined'"
@@ -660,12 +660,8 @@ class Database:
         (downloaded,) = db.execute(
             "SELECT COALESCE(SUM(json_extract(summary, '$.bytes')), 0) FROM sync_runs"
         ).fetchone()
-        findings = db.execute(
-            "SELECT g.check_id, f.state, COUNT(*) FROM findings g"
-            " JOIN files f ON f.id = g.file_id"
-            " WHERE f.state IN ('quarantined', 'approved') GROUP BY g.check_id, f.state"
-        ).fetchall()
         (fetch_errors,) = db.execute("SELECT COUNT(*) FROM fetch_errors").fetchone()
+        (audit_head,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM decisions").fetchone()
         return OpsFigures(
             files_by_state=self.counts_by_state(),
             oldest_held_first_seen=parse_iso(oldest),
@@ -680,9 +676,23 @@ class Database:
             ),
             last_success_finished=parse_iso(last_ok),
             downloaded_bytes=int(downloaded),
-            findings=[(str(c), str(s), int(n)) for c, s, n in findings],
             fetch_errors=int(fetch_errors),
+            audit_head=int(audit_head),
         )
+
+    def findings_by_check(self) -> list[tuple[str, str, int]]:
+        """(check id, state, count) of findings on files held or approved. A scan of those
+        files' findings (~0.1-0.3 s at 300,000): callers cache it by ``audit_head``, which
+        moves with every change that can alter it (findings are written with a file's
+        first audit row, and states change only with one)."""
+        return [
+            (str(check), str(state), int(count))
+            for check, state, count in self.db.execute(
+                "SELECT g.check_id, f.state, COUNT(*) FROM findings g"
+                " JOIN files f ON f.id = g.file_id"
+                " WHERE f.state IN ('quarantined', 'approved') GROUP BY g.check_id, f.state"
+            ).fetchall()
+        ]
 
     def blob_references(self) -> list[BlobReference]:
         """Every blob the files table refers to, in the store(s) it must be in: every
@@ -715,8 +725,8 @@ class OpsFigures:
     last_sync: LastSync | None  # the last finished run
     last_success_finished: datetime | None
     downloaded_bytes: int
-    findings: list[tuple[str, str, int]]  # (check id, file state, findings)
     fetch_errors: int
+    audit_head: int  # the newest audit row's id: moves with every file added or decided
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,16 @@ class MirrorCollector(Collector):
     def __init__(self, db: Database, clock: Callable[[], datetime]) -> None:
         self.db = db
         self.clock = clock
+        # Findings by check are the one costly aggregate: recounted only when the audit
+        # log has moved (a file added or decided), which is exactly when they can change.
+        self._findings: tuple[int, list[tuple[str, str, int]]] = (-1, [])
+
+    def _findings_by_check(self, audit_head: int) -> list[tuple[str, str, int]]:
+        head, findings = self._findings
+        if head != audit_head:
+            findings = self.db.findings_by_check()
+            self._findings = (audit_head, findings)
+        return findings
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
@@ -131,6 +141,7 @@ class MirrorCollector(Collector):
         )
         try:
             figures = self.db.ops_figures()
+            findings_by_check = self._findings_by_check(figures.audit_head)
         except sqlite3.Error as error:
             log.error("metrics: cannot read the database: %s", error)
             up.add_metric([], 0)
@@ -209,7 +220,7 @@ class MirrorCollector(Collector):
             "Check findings on files currently held or approved, by check id.",
             labels=["check", "state"],
         )
-        for check, state, count in figures.findings:
+        for check, state, count in findings_by_check:
             findings.add_metric([check, state], count)
         yield findings
 

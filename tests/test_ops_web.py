@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mirror.config import settings_from_mapping
 from mirror.db import Database, State
 from mirror.logs import TextFormatter, setup_logging
+from mirror.publish import Publisher
 from mirror.storage import local_storage
 from mirror.sync import Syncer
 from mirror.upstream import UpstreamClient
@@ -106,6 +107,19 @@ def test_metrics_report_the_database_state(app, synced):
             expected[key] = expected.get(key, 0) + 1
     assert expected[(("check", "pth-import"), ("state", "quarantined"))] == 1
     assert samples["qmirror_findings"] == expected
+
+
+def test_findings_follow_decisions(app, synced):
+    """Findings by check are recounted when the audit log moves: a rejected file's go."""
+    _, db, storage, _ = synced
+    client = app.test_client()
+    pth = (("check", "pth-import"), ("state", "quarantined"))
+    assert scrape(client)["qmirror_findings"][pth] == 1
+    hooky = db.files(project="hooky")
+    Publisher(db, storage).reject(hooky, actor="test", reason="runs code at startup")
+    samples = scrape(client)
+    assert pth not in samples["qmirror_findings"]
+    assert samples["qmirror_held_files"][()] == 0
 
 
 def test_request_metrics_by_route_with_bounded_labels(app, synced):
