@@ -146,6 +146,13 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
     work = Path(tempfile.mkdtemp(prefix="bench-observe-"))
+    try:
+        run(work, args.duration, args.rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(work: Path, duration: int, rounds: int) -> None:
     config = fill(work)
     servers = {mode: start(config, mode, work) for mode in ("baseline", "instrumented")}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
@@ -153,9 +160,9 @@ def main() -> None:
         for page, path in PAGES.items():
             for _, base in servers.values():
                 wrk(base + path, 2)  # warm every worker's page cache
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for mode, (_, base) in servers.items():
-                    results.setdefault((page, mode), []).append(wrk(base + path, args.duration))
+                    results.setdefault((page, mode), []).append(wrk(base + path, duration))
         with urllib.request.urlopen(servers["instrumented"][1] + "/metrics") as response:
             counted = sum(
                 float(line.rsplit(" ", 1)[1])
@@ -165,7 +172,7 @@ def main() -> None:
     finally:
         for process, _ in servers.values():
             stop(process)
-    print(f"wrk -t2 -c32 -d{args.duration}s, {args.rounds} alternating rounds, "
+    print(f"wrk -t2 -c32 -d{duration}s, {rounds} alternating rounds, "
           f"{WORKERS} gthread workers x 4 threads, {os.cpu_count()} CPUs (shared)")  # fmt: skip
     print(f"{'page':<8} {'server':<13} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}   per round")
     for page in PAGES:
@@ -189,7 +196,6 @@ def main() -> None:
         f"{micro['baseline']:.1f} us, instrumented {micro['instrumented']:.1f} us, "
         f"+{micro['instrumented'] - micro['baseline']:.1f} us per request"
     )
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
