@@ -19,6 +19,8 @@ from packaging.version import InvalidVersion, Version
 
 from mirror.config import ConfigError, Settings, find_config_file, load_settings
 from mirror.db import Database, FileRow, State, utcnow
+from mirror.logs import setup_logging
+from mirror.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
 from mirror.storage import local_storage
@@ -50,12 +52,9 @@ class CliContext:
 
 
 def _setup_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    root = logging.getLogger("qmirror")
-    root.handlers[:] = [handler]
-    # On a terminal the progress bar says what is happening; under cron, log lines do.
-    root.setLevel(logging.WARNING if sys.stderr.isatty() else logging.INFO)
+    # On a terminal the progress bar says what is happening; under cron, log lines do
+    # (JSON lines, see mirror.logs).
+    setup_logging(logging.WARNING if sys.stderr.isatty() else logging.INFO)
 
 
 @click.group()
@@ -93,6 +92,9 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
     if config_file is not None:
         env["QMIRROR_CONFIG"] = str(config_file.resolve())
     env["QMIRROR_DATA_DIR"] = str(settings.data_dir.resolve())
+    # Workers share request counters through files here (prometheus_client multiprocess).
+    if not env.get(MULTIPROC_ENV):
+        env[MULTIPROC_ENV] = str(prepare_multiprocess_dir(settings.data_dir.resolve()))
     public = settings.server.public_url or f"http://{bind}/"
     click.echo(f"Serving on http://{bind}/  (data: {settings.data_dir})", err=True)
     click.echo(f"  pip install --index-url {public.rstrip('/')}/simple/ flask", err=True)
@@ -102,6 +104,7 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
         "--workers", str(workers),
         "--worker-class", "gthread",
         "--threads", str(settings.server.threads),
+        "--config", "python:mirror.gunicorn_hooks",
         *(["--access-logfile", settings.server.access_log] if settings.server.access_log else []),
         "mirror.web:create_app()",
     ]  # fmt: skip
@@ -531,3 +534,77 @@ def token_revoke(obj: CliContext, token_id: int) -> None:
     except AuthError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"revoked token {token_id}")
+
+
+# ---------------------------------------------------------------- operations
+
+
+@main.command()
+@click.pass_obj
+def doctor(obj: CliContext) -> None:
+    """Check config, database, storage, upstream, disk space and the last sync; one line
+    each (ok, warn or FAIL, and how to fix it). Exit 1 if anything FAILs."""
+    from mirror.doctor import Level, config_result, fail, run_checks
+
+    try:
+        settings = load_settings(obj.config)
+    except ConfigError as error:
+        click.echo(fail("config", str(error), "correct the file or variable named").line())
+        raise SystemExit(1) from None
+    results = [config_result(settings)]
+    click.echo(results[0].line())
+    for result in run_checks(settings, lambda: local_storage(settings.data_dir), utcnow):
+        click.echo(result.line())
+        results.append(result)
+    if any(result.level == Level.FAIL for result in results):
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_obj
+def backup(obj: CliContext, directory: Path) -> None:
+    """Back up the database (a consistent snapshot, safe while serving) and a manifest of
+    every blob, with local blobs hardlinked or copied, into a new DIRECTORY."""
+    from mirror.backup import BackupError
+    from mirror.backup import backup as run_backup
+
+    settings = obj.settings
+    try:
+        report = run_backup(
+            settings.database_path, local_storage(settings.data_dir), directory, utcnow()
+        )
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(report.line(directory))
+    if report.missing:
+        click.echo(
+            f"{len(report.missing)} blobs the database refers to are in no store "
+            "(the backup cannot restore them):",
+            err=True,
+        )
+        for line in report.missing[:20]:
+            click.echo(f"  {line}", err=True)
+        raise SystemExit(1)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--into", "into", type=click.Path(file_okay=False, path_type=Path),
+    help="Data dir to restore into (default: the configured data_dir).",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace the database of a non-empty data dir.")
+@click.pass_obj
+def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) -> None:
+    """Verify a backup (database and every blob against the recorded sha256) and restore
+    it into a data dir; refuses a non-empty one without --force, and any corrupt backup."""
+    from mirror.backup import BackupError
+    from mirror.backup import restore as run_restore
+
+    target = into if into is not None else obj.settings.data_dir
+    try:
+        report = run_restore(directory, target, local_storage, force=force)
+    except BackupError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(report.line(target))

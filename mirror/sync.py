@@ -85,6 +85,14 @@ class SyncSummary:
             f"{_human_bytes(self.bytes)} downloaded"
         )
 
+    def log_fields(self) -> dict[str, Any]:
+        """The counts as fields of the summary's log record (JSON keys under cron)."""
+        return {
+            "event": "sync-summary", "projects": self.projects, "new": self.new,
+            "approved": self.approved, "held": self.held, "rejected": self.rejected,
+            "failed": self.failed, "bytes": self.bytes,
+        }  # fmt: skip
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "projects": self.projects, "new": self.new, "approved": self.approved,
@@ -217,14 +225,25 @@ class Syncer:
         with sync_lock(self.settings.data_dir):
             self._clean_tmp()
             summary = SyncSummary()
-            run_id = self.db.start_sync_run(self.clock())
+            started = self.clock()
+            run_id = self.db.start_sync_run(started)
             status = "failed"
             try:
                 self._sync_projects(summary)
                 self._rejudge_held(summary)
                 status = "ok" if summary.failed == 0 else "failed"
             finally:
-                self.db.finish_sync_run(run_id, status, summary.as_dict(), self.clock())
+                finished = self.clock()
+                self.db.finish_sync_run(run_id, status, summary.as_dict(), finished)
+                log.log(
+                    logging.INFO if status == "ok" else logging.WARNING,
+                    "%s",
+                    summary.line(),
+                    extra={
+                        **summary.log_fields(), "status": status,
+                        "duration_seconds": round((finished - started).total_seconds(), 3),
+                    },
+                )  # fmt: skip
             return summary
 
     def _clean_tmp(self) -> None:

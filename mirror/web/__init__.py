@@ -13,6 +13,8 @@ from werkzeug.wrappers import Response
 from mirror.auth import Accounts
 from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
+from mirror.logs import setup_logging
+from mirror.metrics import Metrics
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, local_storage
 
@@ -34,11 +36,13 @@ def create_app(
     app = Flask(__name__)
     app.config["QMIRROR_SETTINGS"] = settings
     accounts = Accounts(db, session_lifetime=settings.server.session_lifetime, clock=clock)
+    metrics = Metrics(db, clock)
     app.extensions["qmirror"] = Services(
-        settings=settings, db=db, storage=storage, clock=clock, accounts=accounts
-    )
+        settings=settings, db=db, storage=storage, clock=clock, accounts=accounts,
+        metrics=metrics,
+    )  # fmt: skip
 
-    from mirror.web import auth_views, index, manage, pages, review, security
+    from mirror.web import auth_views, index, manage, observe, ops, pages, review, security
 
     security.init_app(
         app,
@@ -50,9 +54,11 @@ def create_app(
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(manage.bp)
+    app.register_blueprint(ops.bp)
     app.register_error_handler(HTTPException, _http_error)
     pages.install(app, PageReader(db.path))
-    logging.getLogger("qmirror").setLevel(logging.INFO)
+    observe.install(app, metrics.http)  # outermost: the /simple/ fast path is counted too
+    setup_logging(logging.INFO)
     return app
 
 
@@ -84,10 +90,11 @@ class Services:
 
     def __init__(
         self, *, settings: Settings, db: Database, storage: Storage,
-        clock: Callable[[], datetime], accounts: Accounts,
+        clock: Callable[[], datetime], accounts: Accounts, metrics: Metrics,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.db = db
         self.storage = storage
         self.clock = clock
         self.accounts = accounts
+        self.metrics = metrics

@@ -7,6 +7,7 @@ code path from here to a quarantined byte.
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 from flask import Blueprint, abort, current_app, send_file
@@ -17,6 +18,7 @@ from mirror.publish import metadata_key, provenance_key
 from mirror.storage import BlobNotFound, BlobStore
 
 bp = Blueprint("index", __name__)
+log = logging.getLogger("qmirror.web")
 
 ONE_YEAR = 365 * 24 * 3600
 
@@ -44,6 +46,9 @@ def file(sha256: str, filename: str) -> Response:
     try:
         source = store.local_path(key) or store.open(key)
     except BlobNotFound:
+        # Listed but without its bytes: the published store lost a blob. Say so, since a
+        # 404 alone looks like a client's mistake.
+        log.warning("servable file %s has no blob %s in the published store", filename, key)
         abort(404)
     response = send_file(
         source,
