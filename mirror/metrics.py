@@ -168,6 +168,19 @@ class MirrorCollector(Collector):
             value=age,
         )
 
+        waiting, next_due = self.db.cooldown_waiting()
+        yield GaugeMetricFamily(
+            "qmirror_cooldown_waiting_files",
+            "Held files that wait only on the release-age cooldown.",
+            value=waiting,
+        )
+        if next_due is not None:
+            yield GaugeMetricFamily(
+                "qmirror_cooldown_next_due_timestamp_seconds",
+                "When the first cooldown-held file becomes approvable (Unix time).",
+                value=next_due.timestamp(),
+            )
+
         runs = CounterMetricFamily("qmirror_sync_runs", "Finished sync runs.")
         runs.add_metric([], sum(figures.sync_runs.values()))
         yield runs

@@ -122,6 +122,19 @@ def test_findings_follow_decisions(app, synced):
     assert samples["qmirror_held_files"][()] == 0
 
 
+def test_metrics_show_the_cooldown_queue(app, synced):
+    _, db, _, _ = synced
+    client = app.test_client()
+    assert scrape(client)["qmirror_cooldown_waiting_files"][()] == 0
+    assert "qmirror_cooldown_next_due_timestamp_seconds" not in scrape(client)
+    (held,) = db.files(states=[State.QUARANTINED])
+    due = SCRAPED + timedelta(days=2)
+    db.set_hold(held.id, ["cooldown: uploaded recently"], due)
+    samples = scrape(client)
+    assert samples["qmirror_cooldown_waiting_files"][()] == 1
+    assert samples["qmirror_cooldown_next_due_timestamp_seconds"][()] == due.timestamp()
+
+
 def test_request_metrics_by_route_with_bounded_labels(app, synced):
     client = app.test_client()
     assert client.get("/simple/").status_code == 200
