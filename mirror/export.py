@@ -143,7 +143,8 @@ class DirectoryTarget:
         return str(self.root)
 
     def is_empty(self) -> bool:
-        return not any(entry.name != self.TEMP_DIR for entry in os.scandir(self.root))
+        with os.scandir(self.root) as entries:
+            return not any(entry.name != self.TEMP_DIR for entry in entries)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*_check_key(key).parts)
@@ -500,19 +501,23 @@ class Exporter:
         report.pages_total, report.files_total = len(wanted_pages), len(files)
 
         # 1. Files first: a page is only ever written after everything it lists.
-        have = set() if self.full else manifest.files
-        checkpoint = self.clock()
-        for key, blob in files.items():
-            if key in have:
-                continue
-            report.bytes_written += self._copy(key, blob)
-            report.files_copied.append(key)
-            manifest.files.add(key)
-            if self.clock() - checkpoint > CHECKPOINT_SECONDS:
+        have = set() if self.full else set(manifest.files)
+        checkpoint, unrecorded = self.clock(), 0
+        try:
+            for key, blob in files.items():
+                if key in have:
+                    continue
+                report.bytes_written += self._copy(key, blob)
+                report.files_copied.append(key)
+                manifest.files.add(key)
+                unrecorded += 1
+                if self.clock() - checkpoint > CHECKPOINT_SECONDS:
+                    target.write_manifest(manifest.dumps())
+                    checkpoint, unrecorded = self.clock(), 0
+        finally:
+            # Keep what was copied, even when a copy failed: the next export goes on.
+            if unrecorded:
                 target.write_manifest(manifest.dumps())
-                checkpoint = self.clock()
-        if report.files_copied:
-            target.write_manifest(manifest.dumps())
 
         # 2. Project pages, then the root that links them.
         reuse = not self.full and manifest.files_url == self.files_url
