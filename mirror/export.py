@@ -33,7 +33,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -284,8 +284,13 @@ class Manifest:
                 listings=dict(raw["listings"]),
                 files=set(raw["files"]),
             )
-            if not all(isinstance(v, str) for v in (*manifest.pages.values(), *manifest.files)):
+            keys = (*manifest.pages, *manifest.files)
+            if not all(isinstance(v, str) for v in (*keys, *manifest.pages.values())):
                 raise ValueError("entries must be strings")
+            # Every key is one this module wrote: a tampered manifest must not be able
+            # to make an export delete anything else in the target.
+            if not all(key.startswith(("simple/", "files/")) for key in keys):
+                raise ValueError("a key outside simple/ and files/")
         except (ValueError, TypeError, KeyError, AttributeError) as error:
             raise ExportError(
                 f"{where}: not a valid export manifest ({error}); remove the directory"
@@ -501,7 +506,7 @@ class Exporter:
         report.pages_total, report.files_total = len(wanted_pages), len(files)
 
         # 1. Files first: a page is only ever written after everything it lists.
-        have = set() if self.full else set(manifest.files)
+        have: Set[str] = frozenset() if self.full else manifest.files
         checkpoint, unrecorded = self.clock(), 0
         try:
             for key, blob in files.items():

@@ -419,6 +419,7 @@ def test_export_goes_to_the_configured_directory_by_default(config, mirror):
         (lambda d: "s3://bucket/prefix", "S3 export targets are not available yet"),
         (lambda d: str(d / "busy"), "busy: not empty and not an export (no .qmirror-export.json)"),
         (lambda d: str(d / "corrupt"), "not a valid export manifest"),
+        (lambda d: str(d / "tampered"), "a key outside simple/ and files/"),
     ],
 )
 def test_a_bad_target_is_a_clear_one_line_error(tmp_path, config, make, message):
@@ -427,12 +428,19 @@ def test_a_bad_target_is_a_clear_one_line_error(tmp_path, config, make, message)
     (tmp_path / "busy" / "notes.txt").write_text("someone else's")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / MANIFEST_KEY).write_text("{not json")
+    (tmp_path / "tampered").mkdir()
+    (tmp_path / "tampered" / "keep.txt").write_text("must survive")
+    (tmp_path / "tampered" / MANIFEST_KEY).write_text(
+        json.dumps({"format": 1, "files_url": None, "pages": {}, "listings": {},
+                    "files": ["keep.txt"]})
+    )  # fmt: skip
     result = cli(config, "--to", make(tmp_path))
     assert result.exit_code == 1
     assert message in result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output
     assert not (tmp_path / "busy" / "simple").exists()
     assert not (tmp_path / "corrupt" / "simple").exists()
+    assert (tmp_path / "tampered" / "keep.txt").read_text() == "must survive"
 
 
 def test_a_bad_files_url_and_a_second_export_at_once_are_refused(tmp_path, config, mirror):
