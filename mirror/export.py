@@ -15,11 +15,13 @@ Pages come from the precomputed ``pages`` table, files from the servable view an
 published store: nothing here can reach the quarantine store. Everything is read in one
 database snapshot, so the pages written and the files copied describe the same moment.
 
-Incremental and crash-safe: the manifest records each page's ETag, the files each
-project page lists and every file present, so a re-export writes only what changed.
+Incremental and crash-safe: the manifest records each page's ETag and, per project,
+what its pages list (a digest) and which of its files are present, so a re-export
+writes only what changed and never looks at the files of an unchanged project.
 Every object is written whole (temp + rename on a directory). Files are written before
 the pages that list them, the root after the project pages it links, and pages are
-deleted before the files they listed; the manifest only ever claims what is present.
+deleted before the files they listed; the manifest only ever claims what is present,
+and says when an export did not finish, so the next one compares every project's files.
 An export killed at any point leaves a tree pip can use, and the next one completes it.
 """
 
@@ -33,7 +35,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -254,21 +256,36 @@ def export_lock(data_dir: Path) -> Iterator[None]:
 
 
 @dataclass
+class ProjectEntry:
+    """One project in the target: what its pages list, and which of its files are there."""
+
+    listing: str = ""  # listing digest of the project's pages in the target ("" unknown)
+    files: dict[str, None] = field(default_factory=dict)  # keys present (an ordered set)
+
+
+@dataclass
 class Manifest:
-    """What a target holds, as of the last completed step of an export."""
+    """What a target holds, as of the last completed step of an export.
+
+    Files are kept per project: a project whose listing is unchanged since a complete
+    export has exactly its files in place, so an incremental export never looks at them.
+    """
 
     files_url: str | None = None  # None: pages link the copied files relatively
+    complete: bool = True  # False while an export is under way (or was killed)
     pages: dict[str, str] = field(default_factory=dict)  # key -> ETag of the db page
-    listings: dict[str, str] = field(default_factory=dict)  # project -> listing digest
-    files: set[str] = field(default_factory=set)  # keys of files present
+    projects: dict[str, ProjectEntry] = field(default_factory=dict)
 
     def dumps(self) -> bytes:
         data = {
             "format": MANIFEST_FORMAT,
             "files_url": self.files_url,
+            "complete": self.complete,
             "pages": dict(sorted(self.pages.items())),
-            "listings": dict(sorted(self.listings.items())),
-            "files": sorted(self.files),
+            "projects": {
+                name: {"listing": entry.listing, "files": list(entry.files)}
+                for name, entry in sorted(self.projects.items())
+            },
         }
         return json.dumps(data, separators=(",", ":")).encode()
 
@@ -280,11 +297,14 @@ class Manifest:
                 raise ValueError(f"format {raw.get('format')!r}, expected {MANIFEST_FORMAT}")
             manifest = cls(
                 files_url=raw["files_url"],
+                complete=raw["complete"] is True,
                 pages=dict(raw["pages"]),
-                listings=dict(raw["listings"]),
-                files=set(raw["files"]),
+                projects={
+                    name: ProjectEntry(entry["listing"], dict.fromkeys(entry["files"]))
+                    for name, entry in raw["projects"].items()
+                },
             )
-            keys = (*manifest.pages, *manifest.files)
+            keys = [*manifest.pages, *(k for e in manifest.projects.values() for k in e.files)]
             if not all(isinstance(v, str) for v in (*keys, *manifest.pages.values())):
                 raise ValueError("entries must be strings")
             # Every key is one this module wrote: a tampered manifest must not be able
@@ -292,8 +312,9 @@ class Manifest:
             if not all(key.startswith(("simple/", "files/")) for key in keys):
                 raise ValueError("a key outside simple/ and files/")
         except (ValueError, TypeError, KeyError, AttributeError) as error:
+            why = f"no {error.args[0]!r}" if isinstance(error, KeyError) else str(error)
             raise ExportError(
-                f"{where}: not a valid export manifest ({error}); remove the directory"
+                f"{where}: not a valid export manifest ({why}); remove the directory"
                 " and export again"
             ) from None
         return manifest
@@ -365,24 +386,23 @@ class _Stale(Exception):
     """The snapshot no longer matches the published store: take a new one."""
 
 
-@dataclass
-class _Servable:
-    """The servable view, as much of it as an export needs."""
+Listing = list[tuple[str, str, bool]]  # (sha256, filename, has metadata), by filename
 
-    listings: dict[str, list[tuple[str, str, bool]]]
-    files: dict[str, str]  # target key -> published blob key
 
-    @classmethod
-    def read(cls, db: Database, with_files: bool) -> _Servable:
-        listings: dict[str, list[tuple[str, str, bool]]] = {}
-        files: dict[str, str] = {}
-        for project, sha256, filename, metadata_sha256 in db.servable_listing():
-            listings.setdefault(project, []).append((sha256, filename, bool(metadata_sha256)))
-            if with_files:
-                files[file_key(sha256, filename)] = sha256
-                if metadata_sha256:
-                    files[file_key(sha256, filename) + ".metadata"] = metadata_key(sha256)
-        return cls(listings, files)
+def _servable_listings(db: Database) -> dict[str, Listing]:
+    """The servable view, as much of it as an export needs: each project's files."""
+    listings: dict[str, Listing] = {}
+    for project, sha256, filename, metadata_sha256 in db.servable_listing():
+        listings.setdefault(project, []).append((sha256, filename, bool(metadata_sha256)))
+    return listings
+
+
+def _file_keys(listing: Listing) -> Iterator[tuple[str, str]]:
+    """(target key, published blob key) of every file a listing links."""
+    for sha256, filename, has_metadata in listing:
+        yield file_key(sha256, filename), sha256
+        if has_metadata:
+            yield file_key(sha256, filename) + ".metadata", metadata_key(sha256)
 
 
 @dataclass
@@ -390,7 +410,7 @@ class _Snapshot:
     """What one database snapshot says the target should hold."""
 
     etags: dict[str, str]  # every stored page
-    servable: _Servable
+    listings: dict[str, Listing]  # every servable project's files
     digests: dict[str, str]  # project -> listing digest, for every servable project
     stale: set[str] | None  # projects whose pages disagree with the servable view
 
@@ -476,49 +496,70 @@ class Exporter:
         page must list exactly its servable files (the manifest remembers what an
         unchanged page lists, so only changed pages are read)."""
         etags = self.db.page_etags()
-        servable = _Servable.read(self.db, with_files=self.files_url is None)
-        stale = {p for p in map(_project_of, etags) if p is not None and p not in servable.listings}
+        listings = _servable_listings(self.db)
+        stale = {p for p in map(_project_of, etags) if p is not None and p not in listings}
         root_missing = any(page_key(None, fmt) not in etags for fmt in FORMATS)
         digests: dict[str, str] = {}
-        for project, entries in servable.listings.items():
+        for project, entries in listings.items():
             json_key = page_key(project, JSON)
             etag = etags.get(json_key)
             if etag is None or page_key(project, HTML) not in etags:
                 stale.add(project)
                 continue
             digests[project] = listing_digest(entries)
-            if manifest.pages.get(json_key) == etag and project in manifest.listings:
-                listed = manifest.listings[project]
+            entry = manifest.projects.get(project)
+            if entry is not None and entry.listing and manifest.pages.get(json_key) == etag:
+                listed = entry.listing
             else:
                 page = self.db.page(json_key)
                 listed = listing_digest(_page_listing(page.body)) if page else ""
             if listed != digests[project]:
                 stale.add(project)
         consistent = not stale and not root_missing
-        return _Snapshot(etags, servable, digests, None if consistent else stale)
+        return _Snapshot(etags, listings, digests, None if consistent else stale)
 
     # ------------------------------------------------------------ writing
 
     def _apply(self, snapshot: _Snapshot, manifest: Manifest, report: ExportReport) -> None:
         target = self.target
-        files = snapshot.servable.files
         wanted_pages = snapshot.wanted_pages()
-        report.pages_total, report.files_total = len(wanted_pages), len(files)
+        copying = self.files_url is None
+        report.pages_total = len(wanted_pages)
+        report.files_total = copying * sum(
+            1 + has_metadata
+            for listing in snapshot.listings.values()
+            for *_, has_metadata in listing
+        )
+        # After a complete export with the same file links, a project whose listing is
+        # unchanged has exactly its files in place; every other one is compared file by file.
+        trusted = not self.full and manifest.complete and manifest.files_url == self.files_url
+        diffed = [
+            project
+            for project in snapshot.listings
+            if not trusted
+            or project not in manifest.projects
+            or manifest.projects[project].listing != snapshot.digests[project]
+        ]
+        gone = [project for project in manifest.projects if project not in snapshot.listings]
+        if diffed or gone or not manifest.complete:
+            manifest.complete = False
+            target.write_manifest(manifest.dumps())
 
         # 1. Files first: a page is only ever written after everything it lists.
-        have: Set[str] = frozenset() if self.full else manifest.files
         checkpoint, unrecorded = self.clock(), 0
         try:
-            for key, blob in files.items():
-                if key in have:
-                    continue
-                report.bytes_written += self._copy(key, blob)
-                report.files_copied.append(key)
-                manifest.files.add(key)
-                unrecorded += 1
-                if self.clock() - checkpoint > CHECKPOINT_SECONDS:
-                    target.write_manifest(manifest.dumps())
-                    checkpoint, unrecorded = self.clock(), 0
+            for project in diffed if copying else ():
+                entry = manifest.projects.setdefault(project, ProjectEntry())
+                for key, blob in _file_keys(snapshot.listings[project]):
+                    if key in entry.files and not self.full:
+                        continue
+                    report.bytes_written += self._copy(key, blob)
+                    report.files_copied.append(key)
+                    entry.files[key] = None
+                    unrecorded += 1
+                    if self.clock() - checkpoint > CHECKPOINT_SECONDS:
+                        target.write_manifest(manifest.dumps())
+                        checkpoint, unrecorded = self.clock(), 0
         finally:
             # Keep what was copied, even when a copy failed: the next export goes on.
             if unrecorded:
@@ -533,27 +574,33 @@ class Exporter:
             report.bytes_written += self._write_page(key)
             report.pages_written.append(key)
             manifest.pages[key] = wanted_pages[key]
-            project = _project_of(key)
-            if project is not None:
-                manifest.listings[project] = snapshot.digests[project]
+        for project in {p for key in changed if (p := _project_of(key)) is not None}:
+            manifest.projects.setdefault(project, ProjectEntry()).listing = snapshot.digests[
+                project
+            ]
+        manifest.files_url = self.files_url  # the pages now link files this way
 
         # 3. Pages of projects with nothing servable left: the root stopped linking them.
         for key in sorted(set(manifest.pages) - set(wanted_pages)):
             target.delete(key)
             report.pages_deleted.append(key)
             del manifest.pages[key]
-        for project in set(manifest.listings) - set(snapshot.digests):
-            del manifest.listings[project]
-        if report.pages_written or report.pages_deleted or manifest.files_url != self.files_url:
-            manifest.files_url = self.files_url
+        if report.pages_written or report.pages_deleted:
             target.write_manifest(manifest.dumps())
 
         # 4. Files no page lists any more (revoked; or all, when now linked elsewhere).
-        for key in sorted(manifest.files - files.keys()):
-            target.delete(key)
-            report.files_deleted.append(key)
-            manifest.files.discard(key)
-        if report.files_deleted:
+        for project in [*diffed, *gone]:
+            entry = manifest.projects.get(project, ProjectEntry())
+            listing = snapshot.listings.get(project, []) if copying else []
+            keep = {key for key, _ in _file_keys(listing)}
+            for key in [key for key in entry.files if key not in keep]:
+                target.delete(key)
+                report.files_deleted.append(key)
+                del entry.files[key]
+            if project in gone:
+                manifest.projects.pop(project, None)
+        if not manifest.complete:
+            manifest.complete = True
             target.write_manifest(manifest.dumps())
 
     def _copy(self, key: str, blob: str) -> int:

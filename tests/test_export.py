@@ -352,14 +352,42 @@ def test_a_failed_export_leaves_a_consistent_tree_and_the_next_one_completes_it(
     assert {k: after[k] for k in before} == before  # no page was written
     assert_consistent(out)
     manifest = json.loads((out / MANIFEST_KEY).read_bytes())
-    assert f"files/{first.sha256}/{first.filename}" in manifest["files"]  # progress kept
+    assert manifest["complete"] is False
+    assert f"files/{first.sha256}/{first.filename}" in manifest["projects"]["beta"]["files"]
 
     copy_blob(mirror.storage.quarantine, broken.sha256, mirror.storage.published)
     report = run_export(mirror, out)
+    assert json.loads((out / MANIFEST_KEY).read_bytes())["complete"] is True
     gamma = f"files/{broken.sha256}/{broken.filename}"
     assert report.files_copied == [gamma, f"{gamma}.metadata"]
     assert set(report.pages_written) == pages_of("beta") | pages_of("gamma") | ROOT_PAGES
     assert_consistent(out)
+
+
+def test_an_export_killed_before_deleting_a_revoked_file_deletes_it_next_time(tmp_path, mirror):
+    """Killed after the pages stopped listing a revoked file but before the file went:
+    the manifest says the export was not complete, so the next one compares every
+    project's files rather than trusting unchanged listings."""
+    publish(mirror, "demo", "1.0")
+    bad = publish(mirror, "demo", "2.0")
+    out = tmp_path / "out"
+    run_export(mirror, out)
+    bad_key = f"files/{bad.sha256}/{bad.filename}"
+    kept = (out / bad_key).read_bytes()
+    mirror.publisher.revoke([bad], actor="test", reason="advisory")
+    run_export(mirror, out)
+    # The tree and manifest as the kill would have left them (the checkpoint after step 3).
+    (out / bad_key).parent.mkdir(parents=True)
+    (out / bad_key).write_bytes(kept)
+    manifest = json.loads((out / MANIFEST_KEY).read_bytes())
+    manifest["complete"] = False
+    manifest["projects"]["demo"]["files"].append(bad_key)
+    (out / MANIFEST_KEY).write_text(json.dumps(manifest))
+
+    report = run_export(mirror, out)
+    assert report.files_deleted == [bad_key] and report.pages_written == []
+    assert not (out / bad_key).exists()
+    assert json.loads((out / MANIFEST_KEY).read_bytes())["complete"] is True
 
 
 def test_hardlink_shares_the_published_blob_and_leftover_temp_files_are_cleaned(tmp_path, mirror):
@@ -418,7 +446,7 @@ def test_export_goes_to_the_configured_directory_by_default(config, mirror):
         (lambda d: "ftp://host/dir", "--to ftp://host/dir: unknown target ftp://"),
         (lambda d: "s3://bucket/prefix", "S3 export targets are not available yet"),
         (lambda d: str(d / "busy"), "busy: not empty and not an export (no .qmirror-export.json)"),
-        (lambda d: str(d / "corrupt"), "not a valid export manifest"),
+        (lambda d: str(d / "corrupt"), "not a valid export manifest (Expecting property name"),
         (lambda d: str(d / "tampered"), "a key outside simple/ and files/"),
     ],
 )
@@ -431,8 +459,8 @@ def test_a_bad_target_is_a_clear_one_line_error(tmp_path, config, make, message)
     (tmp_path / "tampered").mkdir()
     (tmp_path / "tampered" / "keep.txt").write_text("must survive")
     (tmp_path / "tampered" / MANIFEST_KEY).write_text(
-        json.dumps({"format": 1, "files_url": None, "pages": {}, "listings": {},
-                    "files": ["keep.txt"]})
+        json.dumps({"format": 1, "files_url": None, "complete": True, "pages": {},
+                    "projects": {"demo": {"listing": "", "files": ["keep.txt"]}}})
     )  # fmt: skip
     result = cli(config, "--to", make(tmp_path))
     assert result.exit_code == 1
