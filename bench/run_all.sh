@@ -13,6 +13,7 @@ $nice $py bench/bench_index.py --set base --repeat "$repeat" \
     --servers nginx,pypiserver,devpi,proxpi,ceiling,mirror --quiet 0.3
 $nice $py bench/bench_pip.py --runs 5
 $nice $py bench/bench_sync.py --runs 3
+$nice $py bench/bench_export.py
 # the scale set: the mirror against nginx and the best peer of the base run (proxpi);
 # pypiserver and devpi take minutes per page there and were never close
 $nice $py bench/bench_index.py --set scale --repeat "$repeat" \

@@ -608,3 +608,52 @@ def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) ->
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.line(target))
+
+
+# ---------------------------------------------------------------- export
+
+
+@main.command("export")
+@click.option(
+    "--to",
+    "to",
+    metavar="DIR",
+    help="Target directory, relative to the current one (default: [export] to, which is"
+    " relative to the data directory: data/export).",
+)
+@click.option(
+    "--files-url",
+    metavar="URL",
+    help="Link files at URL<sha256>/<filename> (the running mirror's /files/, a bucket)"
+    " instead of copying them (default: [export] files_url).",
+)
+@click.option(
+    "--hardlink", is_flag=True, help="Hardlink files from the published store (same filesystem)."
+)
+@click.option("--full", is_flag=True, help="Ignore the manifest: rewrite every page and file.")
+@click.pass_obj
+def export_command(
+    obj: CliContext, to: str | None, files_url: str | None, hardlink: bool, full: bool
+) -> None:
+    """Write the published index as static files for nginx, a CDN or an S3 website."""
+    from mirror.export import ExportError, export, export_lock, normalize_files_url, open_target
+
+    settings = obj.settings
+    try:
+        with export_lock(settings.data_dir):
+            if to is not None:
+                target = open_target(to, base=Path.cwd(), hardlink=hardlink)
+            else:
+                target = open_target(settings.export.to, base=settings.data_dir, hardlink=hardlink)
+            url = files_url if files_url is not None else settings.export.files_url
+            db = obj.database()
+            report = export(
+                db,
+                local_storage(settings.data_dir).published,
+                target,
+                files_url=normalize_files_url(url) if url else None,
+                full=full,
+            )
+    except ExportError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(report.line())

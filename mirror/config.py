@@ -319,6 +319,12 @@ class StorageSettings:
 
 
 @dataclass(frozen=True)
+class ExportSettings:
+    to: str = _key(_str, "export")  # a directory, relative to data_dir unless absolute
+    files_url: str = _key(_public_url, "")  # "" copies files; else link <url><sha256>/<name>
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = _key(lambda v: Path(_str(v)), Path("data"))
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -327,6 +333,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
     checks: ChecksSettings = field(default_factory=ChecksSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -340,6 +347,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "sync": SyncSettings,
     "storage": StorageSettings,
     "checks": ChecksSettings,
+    "export": ExportSettings,
 }
 
 

@@ -520,6 +520,20 @@ class Database:
             raise
         db.conn.execute("COMMIT")
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A read transaction: every query inside sees the database as of its first read
+        (WAL readers never block writers). For readers that must see pages and the
+        servable view agree, such as an export. No writes inside."""
+        db = self.db
+        if db.conn.in_transaction:
+            raise RuntimeError("snapshot() inside a transaction")
+        db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -655,6 +669,14 @@ class Database:
                 "SELECT * FROM servable_files WHERE project = ? ORDER BY filename", [project]
             )
         ]
+
+    def servable_listing(self) -> Iterator[tuple[str, str, str, str | None]]:
+        """(project, sha256, filename, metadata_sha256) of every servable file, by project
+        then filename: what an export copies, without building a FileRow per file."""
+        yield from self.db.execute(
+            "SELECT project, sha256, filename, metadata_sha256 FROM servable_files"
+            " ORDER BY project, filename"
+        )
 
     def sha256_still_servable(self, sha256: str) -> bool:
         row = self.db.execute(
@@ -1284,6 +1306,10 @@ class Database:
             "SELECT body, etag, content_type FROM pages WHERE key = ?", [key]
         ).fetchone()
         return None if row is None else Page(bytes(row[0]), row[1], row[2])
+
+    def page_etags(self) -> dict[str, str]:
+        """Every stored page's key and ETag (no bodies)."""
+        return dict(self.db.execute("SELECT key, etag FROM pages").fetchall())
 
     # ------------------------------------------------------------ sync runs
 

@@ -41,9 +41,13 @@ def page_key(project: str | None, fmt: str) -> str:
     return f"simple/index.{fmt}" if project is None else f"simple/{project}/index.{fmt}"
 
 
-def file_url(row: FileRow) -> str:
-    """Relative to ``/simple/<project>/``: content-addressed and immutable."""
-    return f"../../files/{row.sha256}/{quote(row.filename)}"
+RELATIVE_FILES_URL = "../../files/"  # from /simple/<project>/ to /files/
+
+
+def file_url(row: FileRow, files_url: str = RELATIVE_FILES_URL) -> str:
+    """Content-addressed and immutable: ``<files_url><sha256>/<filename>``. Relative to
+    ``/simple/<project>/`` by default; a static export may link files elsewhere."""
+    return f"{files_url}{row.sha256}/{quote(row.filename)}"
 
 
 def provenance_url(row: FileRow) -> str | None:
@@ -64,14 +68,16 @@ def _upload_time(row: FileRow) -> str | None:
     return row.upload_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def project_context(name: str, files: Sequence[FileRow]) -> dict[str, Any]:
+def project_context(
+    name: str, files: Sequence[FileRow], files_url: str = RELATIVE_FILES_URL
+) -> dict[str, Any]:
     """The data both renderers read: a PEP 691 project dict plus the rows for HTML."""
     rows = sorted(files, key=lambda r: r.filename)
     json_files = []
     for row in rows:
         entry: dict[str, Any] = {
             "filename": row.filename,
-            "url": file_url(row),
+            "url": file_url(row, files_url),
             "hashes": {"sha256": row.sha256},
             "size": row.size,
         }
@@ -103,15 +109,17 @@ def _page(body: bytes, content_type: str) -> Page:
     )
 
 
-def render_project(name: str, files: Sequence[FileRow]) -> dict[str, Page]:
-    context = project_context(name, files)
+def render_project(
+    name: str, files: Sequence[FileRow], files_url: str = RELATIVE_FILES_URL
+) -> dict[str, Page]:
+    context = project_context(name, files, files_url)
     rows = context.pop("_rows")
     html = _templates.get_template("simple/project.html").render(
         api_version=API_VERSION,
         name=name,
         files=[
             {
-                "url": file_url(row),
+                "url": file_url(row, files_url),
                 "filename": row.filename,
                 "sha256": row.sha256,
                 "requires_python": row.requires_python,
