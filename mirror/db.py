@@ -670,11 +670,12 @@ class Database:
             )
         ]
 
-    def servable_listing(self) -> Iterator[tuple[str, str, str, str | None]]:
-        """(project, sha256, filename, metadata_sha256) of every servable file, by project
-        then filename: what an export copies, without building a FileRow per file."""
+    def servable_listing(self) -> Iterator[tuple[str, str, str, str | None, str | None]]:
+        """(project, sha256, filename, metadata_sha256, provenance_sha256) of every servable
+        file, by project then filename: what an export copies, without a FileRow per file."""
         yield from self.db.execute(
-            "SELECT project, sha256, filename, metadata_sha256 FROM servable_files"
+            "SELECT project, sha256, filename, metadata_sha256, provenance_sha256"
+            " FROM servable_files"
             " ORDER BY project, filename"
         )
 

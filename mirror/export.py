@@ -43,7 +43,7 @@ from typing import BinaryIO, Protocol
 from urllib.parse import urlsplit
 
 from mirror.db import Database
-from mirror.publish import metadata_key
+from mirror.publish import metadata_key, provenance_key
 from mirror.simple import (
     FORMATS,
     HTML,
@@ -65,6 +65,9 @@ MANIFEST_FORMAT = 1
 PAGE_TYPES = {HTML: f"{LEGACY_HTML_TYPE}; charset=utf-8", JSON: JSON_TYPE}
 FILE_TYPE = "application/octet-stream"
 METADATA_TYPE = "text/plain; charset=utf-8"
+PROVENANCE_TYPE = "application/vnd.pypi.integrity.v1+json"
+# A listed file: (sha256, filename, has core metadata, has provenance).
+Entry = tuple[str, str, bool, bool]
 CHECKPOINT_SECONDS = 30.0  # a long copy records its progress this often
 SNAPSHOT_ATTEMPTS = 3  # a revoke racing the export: start again from a fresh snapshot
 
@@ -359,19 +362,25 @@ def file_key(sha256: str, filename: str) -> str:
     return f"files/{sha256}/{filename}"
 
 
-def listing_digest(entries: Iterable[tuple[str, str, bool]]) -> str:
-    """What a project page lists, as one digest: (sha256, filename, has metadata) by
-    filename. The same whether read from the servable view or from a page's JSON."""
+def listing_digest(entries: Iterable[Entry]) -> str:
+    """What a project page lists, as one digest: (sha256, filename, has metadata, has
+    provenance) by filename. The same whether read from the servable view or from a
+    page's JSON."""
     digest = hashlib.sha256()
-    for sha256, filename, has_metadata in sorted(entries, key=lambda e: e[1]):
-        digest.update(f"{sha256} {filename} {int(has_metadata)}\n".encode())
+    for sha256, filename, has_metadata, has_provenance in sorted(entries, key=lambda e: e[1]):
+        digest.update(f"{sha256} {filename} {int(has_metadata)} {int(has_provenance)}\n".encode())
     return digest.hexdigest()
 
 
-def _page_listing(body: bytes) -> list[tuple[str, str, bool]]:
+def _page_listing(body: bytes) -> list[Entry]:
     data = json.loads(body)
     return [
-        (entry["hashes"]["sha256"], entry["filename"], "core-metadata" in entry)
+        (
+            entry["hashes"]["sha256"],
+            entry["filename"],
+            "core-metadata" in entry,
+            entry.get("provenance") is not None,
+        )
         for entry in data["files"]
     ]
 
@@ -386,23 +395,27 @@ class _Stale(Exception):
     """The snapshot no longer matches the published store: take a new one."""
 
 
-Listing = list[tuple[str, str, bool]]  # (sha256, filename, has metadata), by filename
+Listing = list[Entry]  # by filename
 
 
 def _servable_listings(db: Database) -> dict[str, Listing]:
     """The servable view, as much of it as an export needs: each project's files."""
     listings: dict[str, Listing] = {}
-    for project, sha256, filename, metadata_sha256 in db.servable_listing():
-        listings.setdefault(project, []).append((sha256, filename, bool(metadata_sha256)))
+    for project, sha256, filename, metadata_sha256, provenance_sha256 in db.servable_listing():
+        listings.setdefault(project, []).append(
+            (sha256, filename, bool(metadata_sha256), bool(provenance_sha256))
+        )
     return listings
 
 
 def _file_keys(listing: Listing) -> Iterator[tuple[str, str]]:
     """(target key, published blob key) of every file a listing links."""
-    for sha256, filename, has_metadata in listing:
+    for sha256, filename, has_metadata, has_provenance in listing:
         yield file_key(sha256, filename), sha256
         if has_metadata:
             yield file_key(sha256, filename) + ".metadata", metadata_key(sha256)
+        if has_provenance:
+            yield file_key(sha256, filename) + ".provenance", provenance_key(sha256)
 
 
 @dataclass
@@ -526,9 +539,9 @@ class Exporter:
         copying = self.files_url is None
         report.pages_total = len(wanted_pages)
         report.files_total = copying * sum(
-            1 + has_metadata
+            1 + has_metadata + has_provenance
             for listing in snapshot.listings.values()
-            for *_, has_metadata in listing
+            for *_, has_metadata, has_provenance in listing
         )
         # After a complete export with the same file links, a project whose listing is
         # unchanged has exactly its files in place; every other one is compared file by file.
@@ -604,7 +617,13 @@ class Exporter:
             target.write_manifest(manifest.dumps())
 
     def _copy(self, key: str, blob: str) -> int:
-        content_type = METADATA_TYPE if key.endswith(".metadata") else FILE_TYPE
+        content_type = (
+            METADATA_TYPE
+            if key.endswith(".metadata")
+            else PROVENANCE_TYPE
+            if key.endswith(".provenance")
+            else FILE_TYPE
+        )
         try:
             local = self.published.local_path(blob)
             if local is not None:

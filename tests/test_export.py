@@ -5,6 +5,7 @@ that nothing held, rejected or revoked ever lands in the tree."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -485,3 +486,25 @@ def test_files_url_from_the_config_file(tmp_path, config):
     assert result.exit_code == 0, result.output
     page = (tmp_path / "out/simple/demo/index.json").read_text()
     assert '"url":"https://cdn.example/files/' in page
+
+
+def test_provenance_objects_are_exported_next_to_their_files(mirror, tmp_path):
+    from mirror.publish import provenance_key
+
+    row = add(mirror, "attested", "1.0")
+    document = b'{"version": 1, "attestation_bundles": []}'
+    mirror.storage.quarantine.put_stream(provenance_key(row.sha256), io.BytesIO(document))
+    mirror.db.save_provenance(
+        row.id,
+        provenance_sha256=hashlib.sha256(document).hexdigest(),
+        publishers=[("GitHub", "acme/attested", "release.yml", "")],
+        verification="unverified",
+        detail="",
+    )
+    mirror.publisher.approve([row], actor="test", reason="ok")
+    out = tmp_path / "out"
+    run_export(mirror, out)
+    (entry,) = json.loads((out / "simple/attested/index.json").read_bytes())["files"]
+    assert entry["provenance"].endswith(".provenance")
+    assert (out / "simple/attested" / entry["provenance"]).resolve().read_bytes() == document
+    assert_consistent(out)
