@@ -34,11 +34,12 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from mirror import provenance as provenance_
 from mirror.config import Settings, is_internal
 from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso, utcnow
+from mirror.history import previous_approved, stored_snapshot
 from mirror.publish import Publisher, metadata_key, provenance_key
 from mirror.simple import refresh_pages
 from mirror.storage import Storage
@@ -51,8 +52,7 @@ from mirror.upstream import (
     UpstreamFile,
 )
 from quarantine.checks import CORE_METADATA_MISMATCH, PROVENANCE_INVALID, UPSTREAM_HASH_MISSING
-from quarantine.drift import DriftContext, Snapshot, drift_findings, snapshot, snapshot_of
-from quarantine.drift import Publisher as AttestedPublisher
+from quarantine.drift import DriftContext, Snapshot, drift_findings, snapshot_of
 from quarantine.findings import CheckContext, Finding, Severity
 from quarantine.inspection import Inspection, inspect_file
 from quarantine.policy import COOLDOWN_REASON, Policy, Verdict, decide
@@ -573,22 +573,10 @@ class Syncer:
         return drift_findings(previous, current, DriftContext(known, young))
 
     def _previous_snapshot(self, name: NormalizedName, candidate: _Candidate) -> Snapshot | None:
-        """The newest approved release before this one (else the newest other one), of
-        the same kind; for wheels, its build with the same tags when there is one."""
-        others: list[tuple[Version, FileRow]] = []
-        for row in self.db.approved_files(name, candidate.kind):
-            version = _version_or_none(row.version)
-            if version is not None and version != candidate.version:
-                others.append((version, row))
-        if not others:
-            return None
-        older = [pair for pair in others if pair[0] < candidate.version]
-        pool = older or others
-        newest = max(version for version, _ in pool)
-        release = [row for version, row in pool if version == newest]
-        tags = _wheel_tags(candidate.file.filename)
-        row = next((r for r in release if _wheel_tags(r.filename) == tags), release[0])
-        return stored_snapshot(self.db, row)
+        row = previous_approved(
+            self.db, name, candidate.kind, candidate.version, candidate.file.filename
+        )
+        return None if row is None else stored_snapshot(self.db, row)
 
     def _context(self, name: NormalizedName, file: UpstreamFile) -> CheckContext:
         return CheckContext(
@@ -737,40 +725,3 @@ YOUNG_PROJECT_AGE = timedelta(days=30)
 def _created_recently(first_upload: str | None, now: datetime) -> bool:
     moment = parse_iso(first_upload)
     return moment is not None and now - moment < YOUNG_PROJECT_AGE
-
-
-def _version_or_none(text: str) -> Version | None:
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def _wheel_tags(filename: str) -> str | None:
-    """A wheel filename's tag part ("cp312-cp312-manylinux_2_28_x86_64"), for picking the
-    previous release's build for the same platform."""
-    if not filename.endswith(".whl"):
-        return None
-    return "-".join(filename[: -len(".whl")].split("-")[-3:])
-
-
-def stored_snapshot(db: Database, row: FileRow) -> Snapshot:
-    """A recorded file as drift sees it (its members and metadata from file_details, its
-    publishers from the provenance it came with)."""
-    details = db.file_details(row.id)
-    recorded = db.provenance(row.id)
-    publishers = (
-        None
-        if recorded is None
-        else tuple(AttestedPublisher(*item) for item in recorded["publishers"])
-    )
-    return snapshot(
-        filename=row.filename,
-        kind=row.kind,
-        size=row.size,
-        core_metadata=None if details is None else details.core_metadata,
-        members=() if details is None else details.members,
-        members_truncated=True if details is None else details.members_truncated,
-        entry_points=() if details is None else details.entry_points,
-        publishers=publishers,
-    )
