@@ -949,6 +949,15 @@ class Database:
             for row in self.db.query(sql, params)
         ]
 
+    def projects_with_approved(self) -> set[str]:
+        """Projects with at least one approved file (others are new to the mirror)."""
+        return {
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT project FROM files WHERE state = 'approved'"
+            ).fetchall()
+        }
+
     def check_ids_with_findings(self) -> list[str]:
         return [
             row[0]

@@ -42,7 +42,17 @@ def create_app(
         metrics=metrics,
     )  # fmt: skip
 
-    from mirror.web import auth_views, index, manage, observe, ops, pages, review, security
+    from mirror.web import (
+        auth_views,
+        display,
+        index,
+        manage,
+        observe,
+        ops,
+        pages,
+        review,
+        security,
+    )  # fmt: skip
 
     security.init_app(
         app,
@@ -50,6 +60,7 @@ def create_app(
         data_dir=settings.data_dir,
         https=settings.server.public_url.startswith("https:"),
     )
+    display.install(app)
     app.register_blueprint(index.bp)
     app.register_blueprint(auth_views.bp)
     app.register_blueprint(review.bp)

@@ -144,6 +144,10 @@ def _check_csrf() -> None:
         return
     sent = request.form.get(CSRF_FIELD, "")
     live = current_session()
+    if live is None and session.get(SESSION_ID) and request.endpoint != "auth.login":
+        # The cookie names a session that has ended (expired, logged out elsewhere, user
+        # disabled or changed): say so, rather than blame the form.
+        abort(401, description="Your session has ended; log in again. Nothing was changed.")
     expected = live.csrf_token if live is not None else session.get(LOGIN_CSRF)
     if not isinstance(expected, str) or not sent or not same_secret(sent, expected):
         abort(403, description="The form's CSRF token is missing or wrong; reload the page.")
