@@ -1519,3 +1519,16 @@ class PageReader:
                 .fetchone()
             )
         return None if row is None else Page(row[0], row[1], row[2])
+
+    def live_token(self, token_hash: str) -> bool:
+        """Whether a live (not revoked) API token has this digest, for ``index_auth``."""
+        with self._lock:
+            row = (
+                self._connection()
+                .execute(
+                    "SELECT 1 FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                    [token_hash],
+                )
+                .fetchone()
+            )
+        return row is not None

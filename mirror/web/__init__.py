@@ -17,6 +17,7 @@ from mirror.logs import setup_logging
 from mirror.metrics import Metrics
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, local_storage
+from mirror.web.index_auth import IndexAuth
 
 
 def create_app(
@@ -43,6 +44,7 @@ def create_app(
     )  # fmt: skip
 
     from mirror.web import (
+        api,
         auth_views,
         display,
         index,
@@ -66,8 +68,12 @@ def create_app(
     app.register_blueprint(review.bp)
     app.register_blueprint(manage.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(api.bp)
     app.register_error_handler(HTTPException, _http_error)
-    pages.install(app, PageReader(db.path))
+    reader = PageReader(db.path)
+    auth = IndexAuth(reader) if settings.server.index_auth else None
+    app.extensions["qmirror_index_auth"] = auth
+    pages.install(app, reader, auth)
     observe.install(app, metrics.http)  # outermost: the /simple/ fast path is counted too
     setup_logging(logging.INFO)
     return app

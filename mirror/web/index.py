@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from flask import Blueprint, abort, current_app, send_file
+from flask import Blueprint, abort, current_app, request, send_file
 from werkzeug.wrappers import Response
 
 from mirror.db import Database
 from mirror.publish import metadata_key, provenance_key
 from mirror.storage import BlobNotFound, BlobStore
+from mirror.web.index_auth import REFUSAL_HEADERS, UNAUTHORIZED
 
 bp = Blueprint("index", __name__)
 log = logging.getLogger("qmirror.web")
@@ -29,6 +30,15 @@ def _db() -> Database:
 
 def _published() -> BlobStore:
     return cast(BlobStore, current_app.extensions["qmirror"].storage.published)
+
+
+@bp.before_request
+def _index_auth() -> Response | None:
+    """index_auth covers the files as well as the pages; /healthz stays open."""
+    auth = current_app.extensions.get("qmirror_index_auth")
+    if auth is None or request.endpoint == "index.healthz" or auth.allows(request.environ):
+        return None
+    return Response(UNAUTHORIZED, 401, REFUSAL_HEADERS)
 
 
 @bp.get("/files/<sha256>/<filename>")

@@ -21,6 +21,7 @@ from werkzeug.http import parse_accept_header
 
 from mirror.db import Page, PageReader
 from mirror.simple import HTML, HTML_TYPE, JSON, JSON_TYPE, LEGACY_HTML_TYPE, page_key
+from mirror.web.index_auth import IndexAuth
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -105,14 +106,19 @@ def _negotiate_accept(accept: str) -> str | None:
 class SimpleIndex:
     """WSGI middleware: answers ``/simple/...`` itself, passes everything else on."""
 
-    def __init__(self, cache: PageCache, fallback: WSGIApplication) -> None:
+    def __init__(
+        self, cache: PageCache, fallback: WSGIApplication, auth: IndexAuth | None = None
+    ) -> None:
         self.cache = cache
         self.fallback = fallback
+        self.auth = auth  # index_auth: every /simple/ request needs a token
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
         if not path.startswith("/simple/"):
             return self.fallback(environ, start_response)
+        if self.auth is not None and not self.auth.allows(environ):
+            return self.auth.refuse(start_response)
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", "Method not allowed\n",
@@ -177,9 +183,9 @@ def _plain(
     return [body]
 
 
-def install(app: Any, reader: PageReader) -> None:
+def install(app: Any, reader: PageReader, auth: IndexAuth | None = None) -> None:
     """Put the index in front of a Flask app's WSGI callable."""
-    app.wsgi_app = SimpleIndex(PageCache(reader), app.wsgi_app)
+    app.wsgi_app = SimpleIndex(PageCache(reader), app.wsgi_app, auth)
 
 
 __all__ = ["PageCache", "SimpleIndex", "install", "negotiate"]
