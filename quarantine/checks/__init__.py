@@ -42,6 +42,11 @@ CHECK_CRASHED: Final = "check-crashed"
 # Reported by the mirror's sync, which alone sees the upstream's listing of a file.
 CORE_METADATA_MISMATCH: Final = "core-metadata-mismatch"
 UPSTREAM_HASH_MISSING: Final = "upstream-hash-missing"
+# Reported by the mirror from outside knowledge: OSV advisories naming the release
+# (quarantine/advisories.py), and a file the upstream stopped listing (PyPI deletes malware).
+ADVISORY_MALICIOUS: Final = "advisory-malicious"
+ADVISORY_VULNERABILITY: Final = "advisory-vulnerability"
+UPSTREAM_DELETED: Final = "upstream-deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +126,19 @@ def known_check_ids() -> frozenset[str]:
         CHECK_CRASHED,
         CORE_METADATA_MISMATCH,
         UPSTREAM_HASH_MISSING,
+        ADVISORY_MALICIOUS,
+        ADVISORY_VULNERABILITY,
+        UPSTREAM_DELETED,
     }
 
 
 __all__ = [
+    "ADVISORY_MALICIOUS",
+    "ADVISORY_VULNERABILITY",
     "CATALOGUE",
     "CHECK_CRASHED",
     "CORE_METADATA_MISMATCH",
+    "UPSTREAM_DELETED",
     "UPSTREAM_HASH_MISSING",
     "Check",
     "CheckFunction",
