@@ -293,8 +293,10 @@ _COMPROMISE_PHRASES: Final = tuple(
         r"\b(?:contains?|contained|includes?|included|ships?|shipped|embeds?|embedded"
         r"|bundles?|bundled) (?:an? |the )?"
         r"(?:malicious code|malware|backdoor|credential[- ]?steal)",
-        rf"\bmalicious {_RELEASE_WORDS}(?! (?:string|number|specifier|header|field|value"
-        r"|identifier|constraint|tag|name|metadata|index|server|url|repository))\b",
+        # "malicious versions were published", not "a malicious version string" or "any
+        # malicious release could": hypotheticals take an article.
+        r"(?<!\ba )(?<!\ban )(?<!\bany )\bmalicious (?:versions?|releases?)\b"
+        r"(?! (?:string|number|specifier|header|field|value|identifier|constraint|tag|name))",
         rf"\bcompromised {_RELEASE_WORDS}\b",
         rf"\b{_RELEASE_WORDS} (?:\S+ ){{0,6}}(?:was|were|has been|have been|had been)"
         r" (?:compromised|backdoored|trojani[sz]ed|hijacked)\b",
