@@ -18,10 +18,9 @@ Alert text quotes attacker-written names and reasons: :func:`slack_text` neutral
 
 from __future__ import annotations
 
-import json
 import logging
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -244,9 +243,3 @@ def deliver_quietly(
     except Exception:
         log.exception("delivering alerts failed; they stay queued")
         return DeliveryReport()
-
-
-def payload_of(row_payload: str) -> Mapping[str, Any]:
-    """A queued body, parsed (for status output and tests)."""
-    parsed: Mapping[str, Any] = json.loads(row_payload)
-    return parsed

@@ -358,7 +358,8 @@ class Syncer:
                 severity=Severity.HIGH,
                 message="The upstream no longer lists this file: indexes delete files they "
                 "find malicious, and a release taken down upstream should be looked at.",
-                evidence=f"{self.upstream.index_url}{name}/ lists {len(names)} files, "
+                # Not the index URL: it may carry credentials, and evidence is shown around.
+                evidence=f"the upstream's page for {name} lists {len(names)} files, "
                 f"not {row.filename} ({row.state.value} here)",
             )
             self.db.add_findings(row.id, [finding])

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Final
 
 from packaging.utils import NormalizedName, canonicalize_name
@@ -31,6 +32,10 @@ MALICIOUS_PREFIX: Final = "MAL-"
 # Summaries and details are shown to reviewers and in alerts; longer text is cut.
 MAX_SUMMARY_CHARS: Final = 300
 INTRODUCED_ZERO: Final = "0"  # "from the very first version", pre-releases of 0 included
+
+
+# A re-check compares every file with every advisory of its project: parse each bound once.
+_version = lru_cache(maxsize=65536)(Version)
 
 
 class OsvError(ValueError):
@@ -58,18 +63,18 @@ class VersionRange:
     events: tuple[tuple[str, str], ...]
 
     def contains(self, version: Version) -> bool:
-        limits = [Version(v) for kind, v in self.events if kind == "limit"]
+        limits = [_version(v) for kind, v in self.events if kind == "limit"]
         if any(version >= limit for limit in limits):
             return False
         affected = False
         for kind, text in self._sorted():
             if kind == "introduced":
-                if text == INTRODUCED_ZERO or version >= Version(text):
+                if text == INTRODUCED_ZERO or version >= _version(text):
                     affected = True
             elif kind == "fixed":
-                if version >= Version(text):
+                if version >= _version(text):
                     affected = False
-            elif kind == "last_affected" and version > Version(text):
+            elif kind == "last_affected" and version > _version(text):
                 affected = False
         return affected
 
@@ -77,8 +82,8 @@ class VersionRange:
         def key(event: tuple[str, str]) -> tuple[int, Version, int]:
             kind, text = event
             if kind == "introduced" and text == INTRODUCED_ZERO:
-                return (0, Version("0"), 0)
-            return (1, Version(text), _EVENT_ORDER[kind])
+                return (0, _version("0"), 0)
+            return (1, _version(text), _EVENT_ORDER[kind])
 
         return sorted((e for e in self.events if e[0] != "limit"), key=key)
 
@@ -92,7 +97,7 @@ class AffectedPackage:
     ranges: tuple[VersionRange, ...] = ()
 
     def affects(self, version: Version) -> bool:
-        if any(Version(listed) == version for listed in self.versions):
+        if any(_version(listed) == version for listed in self.versions):
             return True
         return any(r.contains(version) for r in self.ranges)
 
