@@ -225,6 +225,7 @@ def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason:
     past = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[verb]
     for row in done:
         click.echo(f"{past} {row.filename}")
+    _deliver_alerts(obj, db)
 
 
 _spec = click.argument("spec", metavar="PROJECT[==VERSION]")
@@ -657,3 +658,98 @@ def export_command(
     except ExportError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.line())
+
+
+# ---------------------------------------------------------------- advisories
+
+
+def _deliver_alerts(obj: CliContext, db: Database) -> None:
+    from mirror.alerts import deliver_quietly
+
+    deliver_quietly(db, obj.settings.alerts, utcnow)
+
+
+def _advisory_checker(obj: CliContext, db: Database) -> Any:
+    from mirror.advisories import AdvisoryChecker
+
+    publisher = Publisher(db, local_storage(obj.settings.data_dir))
+    return AdvisoryChecker(db, publisher, obj.settings.policy.build())
+
+
+def _echo_check(report: Any) -> None:
+    click.echo(report.line())
+    for verb, names in (
+        ("rejected", report.rejected),
+        ("revoked", report.revoked),
+        ("flagged", report.flagged),
+    ):
+        for name in names:
+            click.echo(f"  {verb} {_clip(name)}")
+
+
+@main.group()
+def advisories() -> None:
+    """OSV advisories: malicious-package (MAL) and vulnerability (PYSEC, GHSA) records."""
+
+
+@advisories.command("update")
+@click.option(
+    "--from",
+    "source",
+    metavar="FILE|DIR|URL",
+    help="An OSV zip export, a directory of OSV .json records, one record file, or an "
+    "http(s) URL (default: [advisories] url).",
+)
+@click.pass_obj
+def advisories_update(obj: CliContext, source: str | None) -> None:
+    """Load OSV records, then re-check every held and approved file against them."""
+    from mirror.advisories import AdvisorySourceError, update_from
+
+    settings = obj.settings
+    source = source or settings.advisories.url
+    if not source:
+        raise click.ClickException("no [advisories] url is configured: pass --from FILE|DIR|URL")
+    db = obj.database()
+    try:
+        loaded = update_from(
+            db, source, settings.advisories, settings.data_dir / "tmp", now=utcnow()
+        )
+    except AdvisorySourceError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(loaded.line())
+    _echo_check(_advisory_checker(obj, db).check())
+    _deliver_alerts(obj, db)
+
+
+@advisories.command("check")
+@click.pass_obj
+def advisories_check(obj: CliContext) -> None:
+    """Re-check every held and approved file against the advisories already loaded (sync
+    does this at the end of each run)."""
+    db = obj.database()
+    _echo_check(_advisory_checker(obj, db).check())
+    _deliver_alerts(obj, db)
+
+
+@advisories.command("list")
+@click.argument("project", required=False)
+@click.pass_obj
+def advisories_list(obj: CliContext, project: str | None) -> None:
+    """Advisories loaded for PROJECT, or for every project the mirror carries."""
+    from mirror.advisories import advisory_rows_for_listing, describe_affected
+
+    db = obj.database()
+    counts = db.advisory_counts()
+    name = canonicalize_name(project) if project else None
+    rows = advisory_rows_for_listing(db, name)
+    for listed, advisory in rows:
+        click.echo(
+            f"{advisory.id}\t{advisory.kind.value}\t{advisory.severity.value}\t{listed}"
+            f"\t{_clip(describe_affected(advisory), 80)}\t{_clip(advisory.summary, 100)}"
+        )
+    scope = name or "the mirrored projects"
+    click.echo(
+        f"{len(rows)} advisories for {scope}; loaded: {counts['malicious']} malicious, "
+        f"{counts['vulnerability']} vulnerability records",
+        err=True,
+    )

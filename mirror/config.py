@@ -23,7 +23,7 @@ from packaging.utils import canonicalize_name
 
 from quarantine.checks import known_check_ids
 from quarantine.findings import Severity
-from quarantine.policy import DEFAULT_SEVERITY_ACTIONS, Action, Policy
+from quarantine.policy import DEFAULT_CHECK_ACTIONS, DEFAULT_SEVERITY_ACTIONS, Action, Policy
 
 ENV_PREFIX = "QMIRROR_"
 DEFAULT_CONFIG_NAME = "qmirror.toml"
@@ -162,6 +162,17 @@ def _public_url(value: Any) -> str:
     return "" if value == "" else _http_url(value)
 
 
+def _optional_url(value: Any) -> str:
+    """An http(s) URL kept exactly as written (a webhook's path is its secret), or ""."""
+    url = _str(value).strip()
+    if url == "":
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError('expected an http(s) URL or ""')
+    return url
+
+
 def _bind(value: Any) -> str:
     text = _str(value).strip()
     if text.startswith("unix:"):
@@ -288,7 +299,7 @@ class PolicySettings:
         severity_actions.update({Severity(k): v for k, v in self.severity.items()})
         return Policy(
             severity_actions=severity_actions,
-            check_actions=dict(self.checks),
+            check_actions={**DEFAULT_CHECK_ACTIONS, **self.checks},
             project_allow={name: frozenset(p.allow) for name, p in self.projects.items()},
             cooldown=self.cooldown,
             project_cooldown={
@@ -318,6 +329,26 @@ class StorageSettings:
     backend: str = _key(_choice("local"), "local")
 
 
+# OSV's daily export of every PyPI record: vulnerabilities (PYSEC, GHSA) and the OpenSSF
+# malicious-packages (MAL) records alike.
+OSV_PYPI_EXPORT = "https://osv-vulnerabilities.storage.googleapis.com/PyPI/all.zip"
+
+
+@dataclass(frozen=True)
+class AdvisoriesSettings:
+    url: str = _key(_optional_url, OSV_PYPI_EXPORT)  # what `advisories update` loads
+    timeout: float = _key(_float, 60.0)
+    max_download: int = _key(parse_size, parse_size("1GiB"))  # 0 = no limit
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    webhook_url: str = _key(_optional_url, "")  # "" = no alerts
+    timeout: float = _key(_float, 5.0)
+    max_attempts: int = _key(_int(1), 8)
+    retry_backoff: timedelta = _key(_positive_duration, timedelta(minutes=5))
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     to: str = _key(_str, "export")  # a directory, relative to data_dir unless absolute
@@ -334,6 +365,8 @@ class Settings:
     storage: StorageSettings = field(default_factory=StorageSettings)
     checks: ChecksSettings = field(default_factory=ChecksSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
+    advisories: AdvisoriesSettings = field(default_factory=AdvisoriesSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
     source: str = "defaults"  # where the settings came from, for messages
 
     @property
@@ -348,6 +381,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "storage": StorageSettings,
     "checks": ChecksSettings,
     "export": ExportSettings,
+    "advisories": AdvisoriesSettings,
+    "alerts": AlertsSettings,
 }
 
 

@@ -27,7 +27,8 @@ from urllib.parse import quote
 from sqlite_utils import Database as SqliteUtilsDatabase
 from sqlite_utils.migrations import Migrations
 
-from quarantine.findings import Finding
+from quarantine.advisories import Advisory, AffectedPackage, Kind, Parsed
+from quarantine.findings import Finding, Severity
 from quarantine.inspection import ListedMember
 
 BUSY_TIMEOUT_SECONDS = 30
@@ -267,6 +268,51 @@ def m004_provenance(db: SqliteUtilsDatabase) -> None:
     )
 
 
+@migrations()
+def m003_advisories(db: SqliteUtilsDatabase) -> None:
+    """OSV advisories and the PyPI projects each names, which advisory already touched
+    which file (so a re-check acts once), and the outbox of alerts waiting for the
+    webhook."""
+    db.executescript(
+        """
+        CREATE TABLE advisories (
+            id TEXT PRIMARY KEY,              -- MAL-2025-1, PYSEC-2024-2, GHSA-...
+            modified TEXT NOT NULL,           -- the record's; a reload with the same is a no-op
+            kind TEXT NOT NULL CHECK (kind IN ('malicious', 'vulnerability')),
+            severity TEXT NOT NULL,
+            summary TEXT NOT NULL,
+            aliases TEXT NOT NULL DEFAULT '[]',
+            malicious_because TEXT,           -- why a non-MAL record counts as malicious
+            loaded_at TEXT NOT NULL
+        );
+        CREATE TABLE advisory_packages (
+            advisory_id TEXT NOT NULL REFERENCES advisories(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,            -- normalized
+            affected TEXT NOT NULL            -- JSON {"versions": [...], "ranges": [...]}
+        );
+        CREATE INDEX advisory_packages_project ON advisory_packages(project);
+        CREATE INDEX advisory_packages_advisory ON advisory_packages(advisory_id);
+        CREATE TABLE advisory_hits (
+            file_id INTEGER NOT NULL REFERENCES files(id),
+            advisory_id TEXT NOT NULL,        -- no foreign key: a withdrawn one stays history
+            kind TEXT NOT NULL,
+            at TEXT NOT NULL,
+            PRIMARY KEY (file_id, advisory_id, kind)
+        );
+        CREATE TABLE alert_outbox (
+            id INTEGER PRIMARY KEY,
+            event TEXT NOT NULL,
+            payload TEXT NOT NULL,            -- the JSON body, built when queued
+            created_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT
+        );
+        CREATE INDEX alert_outbox_due ON alert_outbox(next_attempt_at, id);
+        """
+    )
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -464,6 +510,27 @@ class AuditFilter:
     subject: str | None = None  # substring of filename / project / event subject
     since: datetime | None = None
     until: datetime | None = None
+
+
+@dataclass
+class AdvisoryCounts:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An alert waiting for the webhook."""
+
+    id: int
+    event: str
+    payload: str  # the JSON body
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
 
 
 MAX_PROJECT_REQUESTS = 10_000  # distinct unknown names remembered; a flood adds no rows
@@ -1413,6 +1480,198 @@ class Database:
                 " FROM files GROUP BY sha256 ORDER BY sha256"
             ).fetchall()
         ]
+
+    # ------------------------------------------------------------ advisories (m003)
+    # quarantine/advisories.py reads OSV records; mirror/advisories.py decides what a
+    # match does. These queries only store and find them.
+
+    def store_advisories(self, records: Iterable[Parsed], now: datetime) -> AdvisoryCounts:
+        """Add, update (when the record's ``modified`` is newer) or remove (withdrawn)
+        advisories, in one transaction. Records naming no PyPI package are not passed in."""
+        counts = AdvisoryCounts()
+        with self.write():
+            for record in records:
+                row = self.db.execute(
+                    "SELECT modified FROM advisories WHERE id = ?", [record.id]
+                ).fetchone()
+                if record.withdrawn or record.advisory is None:
+                    if row is not None:
+                        self.db.execute("DELETE FROM advisories WHERE id = ?", [record.id])
+                        counts.removed += 1
+                    continue
+                if row is not None and datetime.fromisoformat(row[0]) >= record.modified:
+                    counts.unchanged += 1
+                    continue
+                advisory = record.advisory
+                self.db.execute(
+                    "INSERT INTO advisories (id, modified, kind, severity, summary, aliases,"
+                    " malicious_because, loaded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET modified = excluded.modified,"
+                    " kind = excluded.kind, severity = excluded.severity,"
+                    " summary = excluded.summary, aliases = excluded.aliases,"
+                    " malicious_because = excluded.malicious_because,"
+                    " loaded_at = excluded.loaded_at",
+                    [
+                        advisory.id,
+                        advisory.modified.isoformat(),
+                        advisory.kind.value,
+                        advisory.severity.value,
+                        advisory.summary,
+                        json.dumps(list(advisory.aliases)),
+                        advisory.malicious_because,
+                        iso(now),
+                    ],
+                )
+                self.db.execute(
+                    "DELETE FROM advisory_packages WHERE advisory_id = ?", [advisory.id]
+                )
+                self.db.conn.executemany(
+                    "INSERT INTO advisory_packages (advisory_id, project, affected)"
+                    " VALUES (?, ?, ?)",
+                    [(advisory.id, p.name, p.to_json()) for p in advisory.packages],
+                )
+                if row is None:
+                    counts.added += 1
+                else:
+                    counts.updated += 1
+        return counts
+
+    def advisories_for(self, projects: Iterable[str]) -> dict[str, list[Advisory]]:
+        """project (normalized) -> the advisories naming it, each carrying only what it
+        says about that project; ordered by id."""
+        found: dict[tuple[str, str], tuple[dict[str, Any], list[AffectedPackage]]] = {}
+        names = sorted(set(projects))
+        for start in range(0, len(names), 500):
+            chunk = names[start : start + 500]
+            # The IN list is placeholders only; values are parameters.
+            sql = (
+                "SELECT a.*, p.project AS project, p.affected AS affected"  # noqa: S608
+                " FROM advisory_packages p JOIN advisories a ON a.id = p.advisory_id"
+                f" WHERE p.project IN ({', '.join('?' for _ in chunk)})"
+                " ORDER BY a.id, p.rowid"
+            )
+            for row in self.db.query(sql, chunk):
+                key = (row["project"], row["id"])
+                entry = found.setdefault(key, (row, []))
+                entry[1].append(AffectedPackage.from_json(row["project"], row["affected"]))
+        result: dict[str, list[Advisory]] = {}
+        for (project, _), (row, packages) in sorted(found.items()):
+            result.setdefault(project, []).append(
+                Advisory(
+                    id=row["id"],
+                    modified=datetime.fromisoformat(row["modified"]),
+                    kind=Kind(row["kind"]),
+                    severity=Severity(row["severity"]),
+                    summary=row["summary"],
+                    aliases=tuple(json.loads(row["aliases"])),
+                    packages=tuple(packages),
+                    malicious_because=row["malicious_because"],
+                )
+            )
+        return result
+
+    def advisory_projects(self) -> list[str]:
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT project FROM advisory_packages ORDER BY project"
+            ).fetchall()
+        ]
+
+    def advisory_counts(self) -> dict[str, int]:
+        counts = {kind.value: 0 for kind in Kind}
+        for kind, count in self.db.execute(
+            "SELECT kind, COUNT(*) FROM advisories GROUP BY kind"
+        ).fetchall():
+            counts[kind] = count
+        return counts
+
+    def advisory_hits(self) -> set[tuple[int, str, str]]:
+        """(file_id, advisory_id, kind) for every advisory that already acted on a file."""
+        return {
+            (row[0], row[1], row[2])
+            for row in self.db.execute(
+                "SELECT file_id, advisory_id, kind FROM advisory_hits"
+            ).fetchall()
+        }
+
+    def record_advisory_hits(
+        self, file_id: int, advisories: Iterable[Advisory], now: datetime
+    ) -> None:
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO advisory_hits (file_id, advisory_id, kind, at)"
+            " VALUES (?, ?, ?, ?)",
+            [(file_id, a.id, a.kind.value, iso(now)) for a in advisories],
+        )
+
+    def add_findings(self, file_id: int, findings: Iterable[Finding]) -> None:
+        """Append findings to a file already recorded (advisories, upstream deletion)."""
+        self.db.conn.executemany(
+            "INSERT INTO findings (file_id, check_id, severity, message, evidence, path)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(file_id, f.check, f.severity.value, f.message, f.evidence, f.path) for f in findings],
+        )
+
+    def has_finding(self, file_id: int, check_id: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM findings WHERE file_id = ? AND check_id = ? LIMIT 1",
+            [file_id, check_id],
+        ).fetchone()
+        return row is not None
+
+    # ------------------------------------------------------------ alert outbox (m003)
+
+    def queue_alert(self, event: str, payload: Mapping[str, Any], now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO alert_outbox (event, payload, created_at, next_attempt_at)"
+            " VALUES (?, ?, ?, ?)",
+            [event, json.dumps(dict(payload)), iso(now), iso(now)],
+        )
+
+    def due_alerts(self, now: datetime, *, limit: int) -> list[OutboxRow]:
+        return [
+            OutboxRow(
+                id=row["id"],
+                event=row["event"],
+                payload=row["payload"],
+                created_at=datetime.fromisoformat(row["created_at"]),
+                attempts=row["attempts"],
+                next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]),
+                last_error=row["last_error"],
+            )
+            for row in self.db.query(
+                "SELECT * FROM alert_outbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                [iso(now), limit],
+            )
+        ]
+
+    def pending_alerts(self) -> list[OutboxRow]:
+        return [
+            OutboxRow(
+                id=row["id"],
+                event=row["event"],
+                payload=row["payload"],
+                created_at=datetime.fromisoformat(row["created_at"]),
+                attempts=row["attempts"],
+                next_attempt_at=datetime.fromisoformat(row["next_attempt_at"]),
+                last_error=row["last_error"],
+            )
+            for row in self.db.query("SELECT * FROM alert_outbox ORDER BY id")
+        ]
+
+    def alert_delivered(self, alert_id: int) -> None:
+        self.db.execute("DELETE FROM alert_outbox WHERE id = ?", [alert_id])
+
+    def alert_failed(self, alert_id: int, error: str, next_attempt_at: datetime) -> None:
+        self.db.execute(
+            "UPDATE alert_outbox SET attempts = attempts + 1, last_error = ?,"
+            " next_attempt_at = ? WHERE id = ?",
+            [error, iso(next_attempt_at), alert_id],
+        )
+
+    def discard_alerts(self) -> int:
+        """Drop every queued alert (no webhook is configured to take them)."""
+        return self.db.execute("DELETE FROM alert_outbox").rowcount
 
 
 @dataclass(frozen=True)

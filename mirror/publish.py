@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from mirror.alerts import Event, queue_alert
 from mirror.db import Database, FileRow, State, StateConflict, utcnow
 from mirror.simple import refresh_pages
 from mirror.storage import Storage, copy_blob
@@ -24,6 +25,7 @@ class PublishError(Exception):
 APPROVABLE = (State.QUARANTINED, State.REJECTED, State.REVOKED)
 REJECTABLE = (State.QUARANTINED,)
 REVOCABLE = (State.APPROVED,)
+_ALERTED = {State.REJECTED: Event.REJECTED, State.REVOKED: Event.REVOKED}
 
 
 def metadata_key(sha256: str) -> str:
@@ -83,10 +85,18 @@ class Publisher:
     def _transition(
         self, row: FileRow, expected: tuple[State, ...], to: State, actor: str, reason: str
     ) -> None:
+        now = self.clock()
         try:
-            self.db.transition(
-                row.id, expected=expected, to=to, actor=actor, reason=reason, now=self.clock()
-            )
+            # The alert is queued in the transition's own transaction: every path that
+            # rejects or revokes (CLI, policy, advisories, the web) alerts, exactly once.
+            with self.db.write():
+                self.db.transition(
+                    row.id, expected=expected, to=to, actor=actor, reason=reason, now=now
+                )
+                if to in _ALERTED:
+                    queue_alert(
+                        self.db, _ALERTED[to], now=now, reason=reason, file=row, actor=actor
+                    )
         except StateConflict as error:
             raise PublishError(f"cannot move {row.filename} to {to.value}: {error}") from None
 

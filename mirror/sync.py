@@ -16,7 +16,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,10 +37,12 @@ from packaging.utils import (
 from packaging.version import Version
 
 from mirror import provenance as provenance_
+from mirror.advisories import AdvisoryChecker
+from mirror.alerts import Event, deliver_quietly, queue_alert
 from mirror.config import Settings, is_internal
 from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso, utcnow
 from mirror.history import previous_approved, stored_snapshot
-from mirror.publish import Publisher, metadata_key, provenance_key
+from mirror.publish import Publisher, PublishError, metadata_key, provenance_key
 from mirror.simple import refresh_pages
 from mirror.storage import Storage
 from mirror.targets import Targets
@@ -51,11 +53,16 @@ from mirror.upstream import (
     UpstreamError,
     UpstreamFile,
 )
-from quarantine.checks import CORE_METADATA_MISMATCH, PROVENANCE_INVALID, UPSTREAM_HASH_MISSING
+from quarantine.checks import (
+    CORE_METADATA_MISMATCH,
+    PROVENANCE_INVALID,
+    UPSTREAM_DELETED,
+    UPSTREAM_HASH_MISSING,
+)
 from quarantine.drift import DriftContext, Snapshot, drift_findings, snapshot_of
 from quarantine.findings import CheckContext, Finding, Severity
 from quarantine.inspection import Inspection, inspect_file
-from quarantine.policy import COOLDOWN_REASON, Policy, Verdict, decide
+from quarantine.policy import COOLDOWN_REASON, Action, Policy, Verdict, decide
 
 log = logging.getLogger("qmirror.sync")
 
@@ -76,13 +83,20 @@ class SyncSummary:
     rejected: int = 0
     failed: int = 0
     bytes: int = 0
+    revoked: int = 0  # approved files an advisory or the upstream's deletion took down
+    flagged: int = 0  # approved files flagged for review, still served
     errors: list[str] = field(default_factory=list)
 
     def line(self) -> str:
+        after = "".join(
+            f", {count} {what}"
+            for count, what in ((self.revoked, "revoked"), (self.flagged, "flagged"))
+            if count
+        )
         return (
             f"sync: {self.projects} projects, {self.new} new files, {self.approved} approved, "
             f"{self.held} held, {self.rejected} rejected, {self.failed} failed, "
-            f"{_human_bytes(self.bytes)} downloaded"
+            f"{_human_bytes(self.bytes)} downloaded{after}"
         )
 
     def log_fields(self) -> dict[str, Any]:
@@ -97,7 +111,8 @@ class SyncSummary:
         return {
             "projects": self.projects, "new": self.new, "approved": self.approved,
             "held": self.held, "rejected": self.rejected, "failed": self.failed,
-            "bytes": self.bytes, "errors": self.errors[:50],
+            "bytes": self.bytes, "revoked": self.revoked, "flagged": self.flagged,
+            "errors": self.errors[:50],
         }  # fmt: skip
 
 
@@ -216,6 +231,7 @@ class Syncer:
         self.clock = clock
         self.progress = progress or LogProgress()
         self.publisher = Publisher(db, storage, clock)
+        self.advisories = AdvisoryChecker(db, self.publisher, policy, clock)
         self.targets = Targets(settings.sync.python_versions, settings.sync.platforms)
         self.tmp_dir = settings.data_dir / "tmp"
 
@@ -230,6 +246,9 @@ class Syncer:
             status = "failed"
             try:
                 self._sync_projects(summary)
+                # Before held files are judged again, so a cooldown-held file that an
+                # advisory names meanwhile is never approved by this run.
+                self._recheck_advisories(summary)
                 self._rejudge_held(summary)
                 status = "ok" if summary.failed == 0 else "failed"
             finally:
@@ -244,7 +263,28 @@ class Syncer:
                         "duration_seconds": round((finished - started).total_seconds(), 3),
                     },
                 )  # fmt: skip
+                if status == "failed":
+                    self._alert_failed(summary)
+                # After the work, and never failing it: a down receiver waits for the next run.
+                deliver_quietly(self.db, self.settings.alerts, self.clock)
             return summary
+
+    def _alert_failed(self, summary: SyncSummary) -> None:
+        errors = "; ".join(summary.errors[:5]) or "the run stopped with an error (see the log)"
+        try:
+            queue_alert(
+                self.db, Event.SYNC_FAILED, now=self.clock(), reason=f"{summary.line()}: {errors}"
+            )
+        except Exception:
+            log.exception("cannot queue the sync-failed alert")
+
+    def _recheck_advisories(self, summary: SyncSummary) -> None:
+        report = self.advisories.check()
+        summary.rejected += len(report.rejected)
+        summary.revoked += len(report.revoked)
+        summary.flagged += len(report.flagged)
+        if report.matched:
+            log.info("%s", report.line())
 
     def _clean_tmp(self) -> None:
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -325,7 +365,49 @@ class Syncer:
         self.db.save_upstream_listing(
             name, page.etag, page.last_serial, [_file_to_dict(f) for f in page.files]
         )
+        if not page.not_modified:
+            self._check_deleted(name, page.files, summary)
         return list(page.files)
+
+    def _check_deleted(
+        self, name: NormalizedName, listed: Iterable[UpstreamFile], summary: SyncSummary
+    ) -> None:
+        """Files we hold or serve that the upstream's full, fresh listing no longer names
+        (PyPI deletes malware). Every listed filename counts, whatever our filters take:
+        the question is whether the upstream still offers the file at all. A file is
+        flagged once; listed again later, it is left alone."""
+        names = {file.filename for file in listed}
+        for row in self.db.files(project=name, states=[State.QUARANTINED, State.APPROVED]):
+            if row.filename in names or self.db.has_finding(row.id, UPSTREAM_DELETED):
+                continue
+            finding = Finding(
+                check=UPSTREAM_DELETED,
+                severity=Severity.HIGH,
+                message="The upstream no longer lists this file: indexes delete files they "
+                "find malicious, and a release taken down upstream should be looked at.",
+                # Not the index URL: it may carry credentials, and evidence is shown around.
+                evidence=f"the upstream's page for {name} lists {len(names)} files, "
+                f"not {row.filename} ({row.state.value} here)",
+            )
+            self.db.add_findings(row.id, [finding])
+            action = self.policy.action_for(finding, row.project)
+            reason = f"{UPSTREAM_DELETED}: {row.filename} is no longer listed by the upstream"
+            log.warning("%s: no longer listed upstream (%s here)", row.filename, row.state.value)
+            try:
+                if row.state is State.QUARANTINED and action in (Action.REJECT, Action.HOLD):
+                    self.publisher.reject([row], actor=POLICY_ACTOR, reason=reason)
+                    summary.rejected += 1
+                elif row.state is State.APPROVED and action is Action.REJECT:
+                    self.publisher.revoke([row], actor=POLICY_ACTOR, reason=reason)
+                    summary.revoked += 1
+                elif row.state is State.APPROVED and action is Action.HOLD:
+                    queue_alert(
+                        self.db, Event.FLAGGED, now=self.clock(), reason=reason, file=row,
+                        actor=POLICY_ACTOR,
+                    )  # fmt: skip
+                    summary.flagged += 1
+            except PublishError as error:
+                log.warning("%s: %s", row.filename, error)
 
     def _select(
         self, name: NormalizedName, listing: list[UpstreamFile], wants: list[Want]
@@ -464,6 +546,9 @@ class Syncer:
                     provenance_key(result.sha256), io.BytesIO(provenance.data)
                 )
             findings.extend(self._drift(name, candidate, inspection, provenance))
+            # Known advisories are findings like any other, before policy decides.
+            named = self.advisories.matching(name, str(candidate.version))
+            findings.extend(self.advisories.findings(name, str(candidate.version), named))
             metadata_sha256 = None
             if candidate.kind == "wheel" and inspection.core_metadata is not None:
                 metadata_sha256 = _sha256(inspection.core_metadata)
@@ -511,6 +596,8 @@ class Syncer:
                 verification=provenance.verification.value,
                 detail=provenance.detail,
             )
+        if named:
+            self.db.record_advisory_hits(file_id, named, now)
         row = self.db.file_by_id(file_id)
         assert row is not None
         return self._apply_policy(row, findings, now), row
@@ -603,6 +690,12 @@ class Syncer:
             self.publisher.reject([row], actor=POLICY_ACTOR, reason="; ".join(decision.reasons))
         elif decision.verdict is Verdict.HOLD:
             self.db.set_hold(row.id, decision.reasons, decision.cooldown_until)
+            if _for_review(decision.reasons) and not _for_review(row.held_reasons):
+                # Newly held for a person (not merely waiting out the cooldown).
+                queue_alert(
+                    self.db, Event.HELD, now=now, reason="; ".join(decision.reasons), file=row,
+                    actor=POLICY_ACTOR,
+                )  # fmt: skip
         return decision.verdict
 
     def _rejudge_held(self, summary: SyncSummary) -> None:
@@ -631,6 +724,11 @@ class Syncer:
                 changed = changed or row.state is State.APPROVED
         if changed:
             refresh_pages(self.db, [name])
+
+
+def _for_review(reasons: Iterable[str]) -> bool:
+    """Whether hold reasons include more than the cooldown."""
+    return any(not reason.startswith(COOLDOWN_REASON) for reason in reasons)
 
 
 def _vouched_for(row: FileRow) -> bool:

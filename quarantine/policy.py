@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from quarantine.checks import ADVISORY_MALICIOUS, ADVISORY_VULNERABILITY
 from quarantine.findings import Finding, Severity
 
 
@@ -33,6 +34,14 @@ DEFAULT_SEVERITY_ACTIONS: Mapping[Severity, Action] = {
     Severity.INFO: Action.WARN,
 }
 
+# Checks whose default is not their severity's: a known vulnerability in a release is
+# worth showing, not a reason to stop serving it (most releases of most projects have
+# one); a release an advisory calls malicious is refused whatever severity says.
+DEFAULT_CHECK_ACTIONS: Mapping[str, Action] = {
+    ADVISORY_MALICIOUS: Action.REJECT,
+    ADVISORY_VULNERABILITY: Action.WARN,
+}
+
 COOLDOWN_REASON = "cooldown"
 
 
@@ -43,7 +52,7 @@ class Policy:
     severity_actions: Mapping[Severity, Action] = field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_ACTIONS)
     )
-    check_actions: Mapping[str, Action] = field(default_factory=dict)
+    check_actions: Mapping[str, Action] = field(default_factory=lambda: dict(DEFAULT_CHECK_ACTIONS))
     # project (normalized) -> check ids that are ignored for that project
     project_allow: Mapping[str, frozenset[str]] = field(default_factory=dict)
     cooldown: timedelta = timedelta(days=3)

@@ -19,7 +19,8 @@ def test_example_config_loads_and_documents_every_key():
     text = (REPO / "config.example.toml").read_text()
     import dataclasses
 
-    for section in ("server", "upstream", "sync", "storage", "checks", "export"):
+    sections = ("server", "upstream", "sync", "storage", "checks", "export", "advisories", "alerts")
+    for section in sections:
         for field in dataclasses.fields(getattr(settings, section)):
             assert f"\n{field.name} = " in text, f"{section}.{field.name} is not documented"
     assert "\ncooldown = " in text and "\ndata_dir = " in text and "\ninternal = " in text

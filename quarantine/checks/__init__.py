@@ -43,6 +43,11 @@ CHECK_CRASHED: Final = "check-crashed"
 CORE_METADATA_MISMATCH: Final = "core-metadata-mismatch"
 UPSTREAM_HASH_MISSING: Final = "upstream-hash-missing"
 PROVENANCE_INVALID: Final = "provenance-invalid"
+# Reported by the mirror from outside knowledge: OSV advisories naming the release
+# (quarantine/advisories.py), and a file the upstream stopped listing (PyPI deletes malware).
+ADVISORY_MALICIOUS: Final = "advisory-malicious"
+ADVISORY_VULNERABILITY: Final = "advisory-vulnerability"
+UPSTREAM_DELETED: Final = "upstream-deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +128,19 @@ def known_check_ids() -> frozenset[str]:
     return (
         frozenset(check.id for check in CATALOGUE)
         | {CHECK_CRASHED, CORE_METADATA_MISMATCH, UPSTREAM_HASH_MISSING, PROVENANCE_INVALID}
+        | {ADVISORY_MALICIOUS, ADVISORY_VULNERABILITY, UPSTREAM_DELETED}
         | DRIFT_CHECK_IDS
     )
 
 
 __all__ = [
+    "ADVISORY_MALICIOUS",
+    "ADVISORY_VULNERABILITY",
     "CATALOGUE",
     "CHECK_CRASHED",
     "CORE_METADATA_MISMATCH",
     "PROVENANCE_INVALID",
+    "UPSTREAM_DELETED",
     "UPSTREAM_HASH_MISSING",
     "Check",
     "CheckFunction",
