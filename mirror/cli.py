@@ -20,7 +20,7 @@ from mirror.config import ConfigError, Settings, find_config_file, load_settings
 from mirror.db import Database, FileRow, State, utcnow
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
-from mirror.storage import local_storage
+from mirror.storage import StorageError, build_storage
 from quarantine.policy import Verdict, decide
 
 log = logging.getLogger("qmirror")
@@ -148,7 +148,7 @@ def sync(obj: CliContext) -> None:
     )
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     syncer = Syncer(
-        settings, db, local_storage(settings.data_dir), upstream,
+        settings, db, build_storage(settings), upstream,
         settings.policy.build(), progress=progress,
     )  # fmt: skip
     try:
@@ -213,10 +213,10 @@ def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason:
         states = (State.QUARANTINED,)
     db = obj.database()
     rows = _select(db, spec, filename, states)
-    publisher = Publisher(db, local_storage(obj.settings.data_dir))
+    publisher = Publisher(db, build_storage(obj.settings))
     try:
         done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
-    except PublishError as error:
+    except (PublishError, StorageError) as error:
         raise click.ClickException(str(error)) from None
     past = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[verb]
     for row in done:

@@ -11,7 +11,7 @@ from flask import Flask
 from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
 from mirror.simple import page_key, refresh_pages
-from mirror.storage import Storage, local_storage
+from mirror.storage import Storage, build_storage
 
 
 def create_app(
@@ -23,7 +23,7 @@ def create_app(
 ) -> Flask:
     settings = settings or load_settings()
     db = db or Database(settings.database_path)
-    storage = storage or local_storage(settings.data_dir)
+    storage = storage or build_storage(settings)
     db.migrate()
     if db.page(page_key(None, "html")) is None:
         refresh_pages(db, [])  # an empty mirror still answers /simple/
