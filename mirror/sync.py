@@ -40,7 +40,7 @@ from mirror.config import Settings, is_internal
 from mirror.db import Database, FileRow, NewFile, State, parse_iso, utcnow
 from mirror.publish import Publisher, metadata_key
 from mirror.simple import refresh_pages
-from mirror.storage import Storage
+from mirror.storage import Storage, StorageError
 from mirror.targets import Targets
 from mirror.upstream import (
     DownloadError,
@@ -379,7 +379,7 @@ class Syncer:
                     try:
                         outcome, row = future.result()
                     except Exception as error:  # one bad file never stops a sync
-                        if not isinstance(error, DownloadError | UpstreamError):
+                        if not isinstance(error, DownloadError | UpstreamError | StorageError):
                             log.exception("%s: unexpected error", candidate.file.filename)
                         summary.failed += 1
                         summary.errors.append(f"{candidate.file.filename}: {error}")

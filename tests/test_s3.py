@@ -443,3 +443,16 @@ def test_the_local_backend_still_serves_from_disk(tmp_path):
     assert settings.storage.downloads == "stream"
     storage = local_storage(settings.data_dir)
     assert not isinstance(storage.published, Presigner)
+
+
+def test_a_store_that_is_down_is_a_503_not_a_traceback(s3, bucket, tmp_path):
+    mirror = S3Mirror(s3, bucket, tmp_path, "stream")
+    down = settings_from_mapping(
+        {"data_dir": str(tmp_path / "data"),
+         "storage": {"backend": "s3", "bucket": bucket,
+                     "endpoint_url": f"http://127.0.0.1:{free_port()}"}},
+        "test.toml",
+    )  # fmt: skip
+    app = create_app(down, db=mirror.db, storage=build_storage(down))
+    response = app.test_client().get(mirror.url(mirror.approved))
+    assert response.status_code == 503

@@ -12,6 +12,7 @@ gets a 404, never a URL.
 
 from __future__ import annotations
 
+import logging
 from typing import cast
 
 from flask import Blueprint, abort, current_app, redirect, send_file
@@ -21,9 +22,10 @@ from werkzeug.wrappers import Response
 from mirror.config import StorageSettings
 from mirror.db import Database
 from mirror.publish import metadata_key
-from mirror.storage import BlobNotFound, BlobStore, Presigner
+from mirror.storage import BlobNotFound, BlobStore, Presigner, StorageError
 
 bp = Blueprint("index", __name__)
+log = logging.getLogger("qmirror.web")
 
 ONE_YEAR = 365 * 24 * 3600
 
@@ -59,6 +61,10 @@ def file(sha256: str, filename: str) -> Response:
         source = local or store.open(key)
     except BlobNotFound:
         abort(404)
+    except StorageError as error:
+        # The store is down or refuses us: say so (pip retries a 503), details in the log.
+        log.error("/files/%s/%s: %s", sha256, filename, error)
+        abort(503)
     response = send_file(
         source,
         mimetype=mimetype,
