@@ -23,7 +23,7 @@ from mirror.logs import setup_logging
 from mirror.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
-from mirror.storage import local_storage
+from mirror.storage import Storage, StorageError, build_storage
 from quarantine.policy import Verdict, decide
 
 log = logging.getLogger("qmirror")
@@ -152,7 +152,7 @@ def sync(obj: CliContext) -> None:
     )
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
     syncer = Syncer(
-        settings, db, local_storage(settings.data_dir), upstream,
+        settings, db, build_storage(settings), upstream,
         settings.policy.build(), progress=progress,
     )  # fmt: skip
     try:
@@ -217,10 +217,10 @@ def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason:
         states = (State.QUARANTINED,)
     db = obj.database()
     rows = _select(db, spec, filename, states)
-    publisher = Publisher(db, local_storage(obj.settings.data_dir))
+    publisher = Publisher(db, build_storage(obj.settings))
     try:
         done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
-    except PublishError as error:
+    except (PublishError, StorageError) as error:
         raise click.ClickException(str(error)) from None
     past = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[verb]
     for row in done:
@@ -554,7 +554,7 @@ def doctor(obj: CliContext) -> None:
         raise SystemExit(1) from None
     results = [config_result(settings)]
     click.echo(results[0].line())
-    for result in run_checks(settings, lambda: local_storage(settings.data_dir), utcnow):
+    for result in run_checks(settings, lambda: build_storage(settings), utcnow):
         click.echo(result.line())
         results.append(result)
     if any(result.level == Level.FAIL for result in results):
@@ -572,9 +572,7 @@ def backup(obj: CliContext, directory: Path) -> None:
 
     settings = obj.settings
     try:
-        report = run_backup(
-            settings.database_path, local_storage(settings.data_dir), directory, utcnow()
-        )
+        report = run_backup(settings.database_path, build_storage(settings), directory, utcnow())
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.line(directory))
@@ -603,9 +601,14 @@ def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) ->
     from mirror.backup import BackupError
     from mirror.backup import restore as run_restore
 
-    target = into if into is not None else obj.settings.data_dir
+    settings = obj.settings
+    target = into if into is not None else settings.data_dir
+
+    def storage_for(data_dir: Path) -> Storage:
+        return build_storage(dataclasses.replace(settings, data_dir=data_dir))
+
     try:
-        report = run_restore(directory, target, local_storage, force=force)
+        report = run_restore(directory, target, storage_for, force=force)
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.line(target))
@@ -650,7 +653,7 @@ def export_command(
             db = obj.database()
             report = export(
                 db,
-                local_storage(settings.data_dir).published,
+                build_storage(settings).published,
                 target,
                 files_url=normalize_files_url(url) if url else None,
                 full=full,
@@ -672,7 +675,7 @@ def _deliver_alerts(obj: CliContext, db: Database) -> None:
 def _advisory_checker(obj: CliContext, db: Database) -> Any:
     from mirror.advisories import AdvisoryChecker
 
-    publisher = Publisher(db, local_storage(obj.settings.data_dir))
+    publisher = Publisher(db, build_storage(obj.settings))
     return AdvisoryChecker(db, publisher, obj.settings.policy.build())
 
 

@@ -324,9 +324,71 @@ class ChecksSettings:
     verify_provenance: bool = _key(_verify_provenance, False)
 
 
+def _endpoint_url(value: Any) -> str:
+    url = _str(value).strip()
+    if url == "":
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    return url.rstrip("/")
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket(value: Any) -> str:
+    # The S3 naming rules, checked here so a typo fails at start-up, not on the first upload.
+    name = _str(value).strip()
+    if name and (not _BUCKET.match(name) or ".." in name):
+        raise ValueError(f"{name!r} is not an S3 bucket name (3-63 of a-z 0-9 . -)")
+    return name
+
+
+def _key_prefix(value: Any) -> str:
+    """``""`` or ``"some/path/"``: the trailing slash is added, a leading one refused."""
+    prefix = _str(value).strip()
+    if prefix.startswith("/"):
+        raise ValueError(f"{prefix!r}: an S3 key prefix does not start with '/'")
+    return prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+
+
+PRESIGN_MAX = 7 * 24 * 3600  # SigV4 presigned URLs live at most a week
+
+
+def _presign_expiry(value: Any) -> int:
+    seconds = _int(1)(value)
+    if seconds > PRESIGN_MAX:
+        raise ValueError(f"must be at most {PRESIGN_MAX} (7 days, the SigV4 limit)")
+    return seconds
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    backend: str = _key(_choice("local"), "local")
+    backend: str = _key(_choice("local", "s3"), "local")
+    bucket: str = _key(_bucket, "")
+    quarantine_bucket: str = _key(_bucket, "")  # "": the quarantine prefix in `bucket`
+    prefix: str = _key(_key_prefix, "")
+    endpoint_url: str = _key(_endpoint_url, "")  # "": AWS's own endpoint for the region
+    region: str = _key(_str, "")  # "": from the boto3 chain (AWS_DEFAULT_REGION, profile)
+    addressing_style: str = _key(_choice("auto", "path", "virtual"), "auto")
+    downloads: str = _key(_choice("stream", "redirect"), "stream")
+    presign_expiry: int = _key(_presign_expiry, 300)
+
+    def check(self, source: str) -> None:
+        """Rules between keys, which no single key's parser can see."""
+        if self.backend == "s3" and not self.bucket:
+            raise ConfigError(f"{source}: storage.bucket: required when storage.backend = 's3'")
+        if self.backend != "s3" and self.downloads == "redirect":
+            raise ConfigError(
+                f"{source}: storage.downloads: 'redirect' needs storage.backend = 's3' "
+                "(a local store has no URL to redirect to)"
+            )
+        if self.quarantine_bucket and self.quarantine_bucket == self.bucket:
+            raise ConfigError(
+                f"{source}: storage.quarantine_bucket: same as storage.bucket; leave it "
+                "empty to use the quarantine/ prefix of that bucket"
+            )
 
 
 # OSV's daily export of every PyPI record: vulnerabilities (PYSEC, GHSA) and the OpenSSF
@@ -472,6 +534,7 @@ def settings_from_mapping(raw: Mapping[str, Any], source: str = "<config>") -> S
         sections[name] = _parse_section(cls, raw.pop(name, {}), name, source)
     sections["policy"] = _parse_policy(raw.pop("policy", {}), source)
     top: Settings = _parse_section(Settings, raw, "", source)
+    sections["storage"].check(source)
     return dataclasses.replace(top, **sections, source=source)
 
 

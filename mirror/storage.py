@@ -5,6 +5,12 @@ The mirror has two areas, each its own store: ``quarantine`` (every fetched file
 pip-facing route reads it) and ``published`` (approved files only). Keeping them as two
 separate objects means a route can only serve what it was handed: the index is handed
 the published store and nothing else.
+
+Backends: ``LocalStore`` here, ``S3Store`` in ``mirror.s3`` (imported only when the
+config asks for it). ``build_storage(settings)`` picks one; it is the only constructor
+production code calls. Capabilities only some backends have are small protocols of their
+own (``Presigner``, ``ServerSideCopy``), checked with ``isinstance``, so ``BlobStore``
+stays the four verbs every backend can honour.
 """
 
 from __future__ import annotations
@@ -14,7 +20,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mirror.config import Settings
 
 COPY_CHUNK = 1024 * 1024
 
@@ -48,7 +57,24 @@ class BlobStore(Protocol):
         """The blob's path on this machine when it is a plain file (for sendfile), else None."""
 
 
-def _check_key(key: str) -> str:
+@runtime_checkable
+class Presigner(Protocol):
+    """A store that can hand out a short-lived URL for a blob (S3's presigned GET)."""
+
+    def presigned_url(
+        self, key: str, *, expires: int, content_type: str, content_disposition: str
+    ) -> str:
+        """A GET URL valid for ``expires`` seconds whose response carries these headers."""
+
+
+@runtime_checkable
+class ServerSideCopy(Protocol):
+    def copy_from(self, source: BlobStore, key: str) -> bool:
+        """Copy ``key`` from ``source`` without the bytes passing through this process;
+        False when this backend cannot (another kind of store), so the caller streams."""
+
+
+def check_key(key: str) -> str:
     # Keys are hex digests with an optional suffix; anything else is a caller bug that
     # must never become a path outside the store.
     stem = key.split(".", 1)[0]
@@ -67,7 +93,7 @@ class LocalStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        key = _check_key(key)
+        key = check_key(key)
         return self.root / key[:2] / key[2:4] / key
 
     def temp_path(self) -> Path:
@@ -129,7 +155,9 @@ class Storage:
 
 
 def copy_blob(source: BlobStore, key: str, target: BlobStore) -> None:
-    """Copy one blob between stores, streaming."""
+    """Copy one blob between stores: server-side when the backend can, else streaming."""
+    if isinstance(target, ServerSideCopy) and target.copy_from(source, key):
+        return
     with source.open(key) as stream:
         target.put_stream(key, stream)
 
@@ -139,3 +167,12 @@ def local_storage(data_dir: Path) -> Storage:
         quarantine=LocalStore(data_dir / "quarantine", "quarantine"),
         published=LocalStore(data_dir / "published", "published"),
     )
+
+
+def build_storage(settings: Settings) -> Storage:
+    """The stores ``[storage] backend`` names: the one factory production code calls."""
+    if settings.storage.backend == "s3":
+        from mirror.s3 import s3_storage  # boto3 is imported only by those who use it
+
+        return s3_storage(settings.storage)
+    return local_storage(settings.data_dir)

@@ -44,7 +44,7 @@ from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso,
 from mirror.history import previous_approved, stored_snapshot
 from mirror.publish import Publisher, PublishError, metadata_key, provenance_key
 from mirror.simple import refresh_pages
-from mirror.storage import Storage
+from mirror.storage import Storage, StorageError
 from mirror.targets import Targets
 from mirror.upstream import (
     DownloadError,
@@ -483,7 +483,7 @@ class Syncer:
                     try:
                         outcome, row = future.result()
                     except Exception as error:  # one bad file never stops a sync
-                        if not isinstance(error, DownloadError | UpstreamError):
+                        if not isinstance(error, DownloadError | UpstreamError | StorageError):
                             log.exception("%s: unexpected error", candidate.file.filename)
                         summary.failed += 1
                         summary.errors.append(f"{candidate.file.filename}: {error}")

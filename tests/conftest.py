@@ -34,3 +34,23 @@ def fake_index(tmp_path: Path) -> Iterator[Callable[..., object]]:
     yield start
     for index in started:
         index.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real S3-compatible server (moto's, a subprocess on loopback), once a session."""
+    from tests.support.s3_server import S3Server
+
+    with S3Server(tmp_path_factory.mktemp("s3-server")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: object, monkeypatch: pytest.MonkeyPatch) -> object:
+    """The session's S3 server, its fake credentials in this test's environment: boto3's
+    standard chain finds them, and so do the qmirror and gunicorn subprocesses."""
+    from tests.support.s3_server import S3Server
+
+    for name, value in S3Server.ENV.items():
+        monkeypatch.setenv(name, value)
+    return s3_server

@@ -16,7 +16,7 @@ from mirror.db import Database, PageReader, utcnow
 from mirror.logs import setup_logging
 from mirror.metrics import Metrics
 from mirror.simple import page_key, refresh_pages
-from mirror.storage import Storage, local_storage
+from mirror.storage import Storage, build_storage
 from mirror.web.index_auth import IndexAuth
 
 
@@ -29,7 +29,7 @@ def create_app(
 ) -> Flask:
     settings = settings or load_settings()
     db = db or Database(settings.database_path)
-    storage = storage or local_storage(settings.data_dir)
+    storage = storage or build_storage(settings)
     db.migrate()
     if db.page(page_key(None, "html")) is None:
         refresh_pages(db, [])  # an empty mirror still answers /simple/

@@ -3,6 +3,11 @@
 (``/simple/`` is served by ``mirror.web.pages`` in front of Flask.) These routes are
 handed only the published store and look files up in the servable view: there is no
 code path from here to a quarantined byte.
+
+With ``[storage] downloads = "redirect"`` and a store that can presign (S3's published
+store), a download is a 302 to a short-lived URL, so the bytes never pass through a
+gunicorn worker. The servable-view check comes first either way: a revoked or held file
+gets a 404, never a URL.
 """
 
 from __future__ import annotations
@@ -10,12 +15,14 @@ from __future__ import annotations
 import logging
 from typing import cast
 
-from flask import Blueprint, abort, current_app, request, send_file
+from flask import Blueprint, abort, current_app, redirect, request, send_file
+from werkzeug.http import dump_options_header
 from werkzeug.wrappers import Response
 
+from mirror.config import StorageSettings
 from mirror.db import Database
 from mirror.publish import metadata_key, provenance_key
-from mirror.storage import BlobNotFound, BlobStore
+from mirror.storage import BlobNotFound, BlobStore, Presigner, StorageError
 from mirror.web.index_auth import REFUSAL_HEADERS, UNAUTHORIZED
 
 bp = Blueprint("index", __name__)
@@ -41,6 +48,10 @@ def _index_auth() -> Response | None:
     return Response(UNAUTHORIZED, 401, REFUSAL_HEADERS)
 
 
+def _storage_settings() -> StorageSettings:
+    return cast(StorageSettings, current_app.extensions["qmirror"].settings.storage)
+
+
 @bp.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
     if filename.endswith(".provenance"):
@@ -51,18 +62,27 @@ def file(sha256: str, filename: str) -> Response:
     if row is None or (metadata and not row.metadata_sha256):
         abort(404)
     key = metadata_key(row.sha256) if metadata else row.sha256
+    mimetype = "text/plain" if metadata else "application/octet-stream"
     store = _published()
+    config = _storage_settings()
+    if config.downloads == "redirect" and isinstance(store, Presigner):
+        return _redirect_to(store, key, filename, mimetype, attachment=not metadata)
     # A local store hands over a path (sendfile, Range from the OS); another backend a stream.
     try:
-        source = store.local_path(key) or store.open(key)
+        local = store.local_path(key)
+        source = local or store.open(key)
     except BlobNotFound:
         # Listed but without its bytes: the published store lost a blob. Say so, since a
         # 404 alone looks like a client's mistake.
         log.warning("servable file %s has no blob %s in the published store", filename, key)
         abort(404)
+    except StorageError as error:
+        # The store is down or refuses us: say so (pip retries a 503), details in the log.
+        log.error("/files/%s/%s: %s", sha256, filename, error)
+        abort(503)
     response = send_file(
         source,
-        mimetype="text/plain" if metadata else "application/octet-stream",
+        mimetype=mimetype,
         as_attachment=not metadata,
         download_name=filename,
         conditional=True,
@@ -70,6 +90,29 @@ def file(sha256: str, filename: str) -> Response:
         max_age=ONE_YEAR,
     )
     response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+    if local is None and not metadata and response.status_code == 200:
+        # A stream has no size werkzeug can see; the servable row knows it (the bytes are
+        # content-addressed), so pip gets a Content-Length rather than chunks.
+        response.content_length = row.size
+    return response
+
+
+def _redirect_to(
+    store: Presigner, key: str, filename: str, mimetype: str, *, attachment: bool
+) -> Response:
+    disposition = dump_options_header(
+        "attachment" if attachment else "inline", {"filename": filename}
+    )
+    url = store.presigned_url(
+        key,
+        expires=_storage_settings().presign_expiry,
+        content_type=mimetype,
+        content_disposition=disposition,
+    )
+    response = redirect(url, code=302)
+    # The URL expires: no cache may keep it longer than it works (the file's own URL,
+    # /files/<sha256>/<name>, stays the cacheable, immutable one).
+    response.headers["Cache-Control"] = "no-store"
     return response
 
 
