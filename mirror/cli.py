@@ -85,8 +85,6 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
     db = obj.database()
     refresh_pages(db, [name for name, _ in db.servable_project_names()])
     db.close()
-    bind = bind or settings.server.bind
-    workers = workers or settings.server.workers or (os.cpu_count() or 1) * 2 + 1
     env = dict(os.environ)
     config_file = find_config_file(obj.config, os.environ)
     if config_file is not None:
@@ -95,18 +93,16 @@ def serve(obj: CliContext, bind: str | None, workers: int | None) -> NoReturn:
     # Workers share request counters through files here (prometheus_client multiprocess).
     if not env.get(MULTIPROC_ENV):
         env[MULTIPROC_ENV] = str(prepare_multiprocess_dir(settings.data_dir.resolve()))
-    public = settings.server.public_url or f"http://{bind}/"
-    click.echo(f"Serving on http://{bind}/  (data: {settings.data_dir})", err=True)
+    shown = bind or settings.server.bind
+    public = settings.server.public_url or f"http://{shown}/"
+    click.echo(f"Serving on http://{shown}/  (data: {settings.data_dir})", err=True)
     click.echo(f"  pip install --index-url {public.rstrip('/')}/simple/ flask", err=True)
+    # gunicorn's settings (workers, gthread, timeouts, log format) live in one module that
+    # reads the same config, so `gunicorn -c deploy/gunicorn.conf.py` runs the same server.
     argv = [
-        sys.executable, "-m", "gunicorn",
-        "--bind", bind,
-        "--workers", str(workers),
-        "--worker-class", "gthread",
-        "--threads", str(settings.server.threads),
-        "--config", "python:mirror.gunicorn_hooks",
-        *(["--access-logfile", settings.server.access_log] if settings.server.access_log else []),
-        "mirror.web:create_app()",
+        sys.executable, "-m", "gunicorn", "--config", "python:mirror.gunicorn_conf",
+        *(["--bind", bind] if bind else []),
+        *(["--workers", str(workers)] if workers else []),
     ]  # fmt: skip
     # Replace this process, so signals from systemd or a terminal reach gunicorn itself.
     os.execve(sys.executable, argv, env)  # noqa: S606

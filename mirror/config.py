@@ -183,6 +183,17 @@ def _bind(value: Any) -> str:
     return text
 
 
+_URL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+/)+")
+
+
+def _accel_prefix(value: Any) -> str:
+    """An nginx ``internal`` location such as ``/_published/``, or "" for off."""
+    text = _str(value).strip()
+    if text and (not _URL_PATH.fullmatch(text) or "/../" in text or "/./" in text):
+        raise ValueError(f"{text!r} is not a URL path such as '/_published/' (or '' for off)")
+    return text
+
+
 def _python_versions(value: Any) -> tuple[str, ...]:
     versions = _str_list(value)
     for version in versions:
@@ -256,6 +267,8 @@ class ServerSettings:
     access_log: str = _key(_str, "")  # "-" for stdout, a path, or "" for none
     session_lifetime: timedelta = _key(_positive_duration, timedelta(hours=12))
     index_auth: bool = _key(_bool, False)  # /simple/ and /files/ need a read token
+    accel_redirect: str = _key(_accel_prefix, "")  # nginx internal location; "" = send bytes
+    trusted_proxies: int = _key(_int(0), 0)  # proxies in front whose X-Forwarded-* are believed
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,16 @@ def check_key(key: str) -> str:
 
 
 class LocalStore:
-    """Blobs as files under ``root/ab/cd/<key>``; writes go through a temp file + rename."""
+    """Blobs as files under ``root/ab/cd/<key>``; writes go through a temp file + rename.
 
-    def __init__(self, root: Path, name: str) -> None:
+    ``file_mode``: quarantined blobs are the owner's alone (0600, what mkstemp gives);
+    published ones are 0644 so a web server in the mirror's group can send them from
+    disk (X-Accel-Redirect) while still unable to read a quarantined byte."""
+
+    def __init__(self, root: Path, name: str, file_mode: int = 0o600) -> None:
         self.root = Path(root)
         self.name = name
+        self.file_mode = file_mode
         self._tmp = self.root / ".tmp"
         self._tmp.mkdir(parents=True, exist_ok=True)
 
@@ -106,6 +111,7 @@ class LocalStore:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
+            os.chmod(source, self.file_mode)
             os.replace(source, target)
         except OSError as error:
             if error.errno != 18:  # EXDEV: another filesystem; copy instead
@@ -122,6 +128,7 @@ class LocalStore:
             with open(temp, "wb") as out:
                 shutil.copyfileobj(stream, out, COPY_CHUNK)
                 out.flush()
+                os.fchmod(out.fileno(), self.file_mode)
                 os.fsync(out.fileno())
             os.replace(temp, target)
         except OSError as error:
@@ -165,7 +172,7 @@ def copy_blob(source: BlobStore, key: str, target: BlobStore) -> None:
 def local_storage(data_dir: Path) -> Storage:
     return Storage(
         quarantine=LocalStore(data_dir / "quarantine", "quarantine"),
-        published=LocalStore(data_dir / "published", "published"),
+        published=LocalStore(data_dir / "published", "published", file_mode=0o644),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
 from mirror.auth import Accounts
@@ -76,6 +77,10 @@ def create_app(
     pages.install(app, reader, auth)
     observe.install(app, metrics.http)  # outermost: the /simple/ fast path is counted too
     setup_logging(logging.INFO)
+    if settings.server.trusted_proxies:
+        # Behind nginx: the client's address and scheme, believed from the trusted hops only.
+        hops = settings.server.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     return app
 
 

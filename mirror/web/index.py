@@ -19,10 +19,10 @@ from flask import Blueprint, abort, current_app, redirect, request, send_file
 from werkzeug.http import dump_options_header
 from werkzeug.wrappers import Response
 
-from mirror.config import StorageSettings
-from mirror.db import Database
+from mirror.config import Settings, StorageSettings
+from mirror.db import Database, FileRow
 from mirror.publish import metadata_key, provenance_key
-from mirror.storage import BlobNotFound, BlobStore, Presigner, StorageError
+from mirror.storage import BlobNotFound, BlobStore, LocalStore, Presigner, StorageError
 from mirror.web.index_auth import REFUSAL_HEADERS, UNAUTHORIZED
 
 bp = Blueprint("index", __name__)
@@ -52,6 +52,10 @@ def _storage_settings() -> StorageSettings:
     return cast(StorageSettings, current_app.extensions["qmirror"].settings.storage)
 
 
+def _settings() -> Settings:
+    return cast(Settings, current_app.extensions["qmirror"].settings)
+
+
 @bp.get("/files/<sha256>/<filename>")
 def file(sha256: str, filename: str) -> Response:
     if filename.endswith(".provenance"):
@@ -67,6 +71,9 @@ def file(sha256: str, filename: str) -> Response:
     config = _storage_settings()
     if config.downloads == "redirect" and isinstance(store, Presigner):
         return _redirect_to(store, key, filename, mimetype, attachment=not metadata)
+    accel = _settings().server.accel_redirect
+    if accel and isinstance(store, LocalStore):
+        return _accel_redirect(accel, store, key, row, filename)
     # A local store hands over a path (sendfile, Range from the OS); another backend a stream.
     try:
         local = store.local_path(key)
@@ -137,6 +144,29 @@ def _provenance(sha256: str, dist_filename: str) -> Response:
         max_age=ONE_YEAR,
     )
     response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+    return response
+
+
+def _accel_redirect(
+    prefix: str, store: LocalStore, key: str, row: FileRow, filename: str
+) -> Response:
+    """The headers send_file would write, and no body: nginx's ``internal`` location at
+    ``prefix`` sends the blob's bytes from disk (Range too), keeping these headers.
+    Conditional requests are answered here, against the sha256 ETag."""
+    path = store.local_path(key)
+    if path is None:
+        abort(404)
+    metadata = filename.endswith(".metadata")
+    response = Response(mimetype="text/plain" if metadata else "application/octet-stream")
+    # Filenames are ASCII (packaging validated them at sync), as send_file writes them.
+    response.headers.set(
+        "Content-Disposition", "inline" if metadata else "attachment", filename=filename
+    )
+    response.set_etag((row.metadata_sha256 or row.sha256) if metadata else row.sha256)
+    response.headers["Cache-Control"] = f"public, max-age={ONE_YEAR}, immutable"
+    response.make_conditional(request)
+    if response.status_code != 304:
+        response.headers["X-Accel-Redirect"] = prefix + path.relative_to(store.root).as_posix()
     return response
 
 
