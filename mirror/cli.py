@@ -21,6 +21,7 @@ from mirror.config import ConfigError, Settings, find_config_file, load_settings
 from mirror.db import Database, FileRow, State, utcnow
 from mirror.logs import setup_logging
 from mirror.metrics import MULTIPROC_ENV, prepare_multiprocess_dir
+from mirror.projects import Projects
 from mirror.publish import APPROVABLE, REJECTABLE, REVOCABLE, Publisher, PublishError
 from mirror.simple import refresh_pages
 from mirror.storage import Storage, StorageError, build_storage
@@ -134,7 +135,8 @@ class TerminalProgress:
 @main.command()
 @click.pass_obj
 def sync(obj: CliContext) -> None:
-    """Pull the configured projects (and their dependencies) into quarantine."""
+    """Pull the configured projects, those admins added, and their dependencies into
+    quarantine."""
     from mirror.sync import LogProgress, Syncer, SyncLocked
     from mirror.upstream import UpstreamClient
 
@@ -147,9 +149,10 @@ def sync(obj: CliContext) -> None:
         pool_size=settings.upstream.concurrency,
     )
     progress = TerminalProgress() if sys.stderr.isatty() else LogProgress()
+    # The policy with each project's override, the config file's and the admins' alike.
     syncer = Syncer(
         settings, db, build_storage(settings), upstream,
-        settings.policy.build(), progress=progress,
+        Projects(settings, db).policy(), progress=progress,
     )  # fmt: skip
     try:
         summary = syncer.run()
@@ -672,7 +675,7 @@ def _advisory_checker(obj: CliContext, db: Database) -> Any:
     from mirror.advisories import AdvisoryChecker
 
     publisher = Publisher(db, build_storage(obj.settings))
-    return AdvisoryChecker(db, publisher, obj.settings.policy.build())
+    return AdvisoryChecker(db, publisher, Projects(obj.settings, db).policy())
 
 
 def _echo_check(report: Any) -> None:

@@ -313,6 +313,18 @@ def m003_advisories(db: SqliteUtilsDatabase) -> None:
     )
 
 
+@migrations()
+def m005_manage(db: SqliteUtilsDatabase) -> None:
+    """When each user last logged in (login attempts are pruned after an hour and sessions
+    end, so neither remembers it), and the audit log's events in time order."""
+    db.executescript(
+        """
+        ALTER TABLE users ADD COLUMN last_login_at TEXT;
+        CREATE INDEX events_at ON events(at);
+        """
+    )
+
+
 @dataclass(frozen=True)
 class FileRow:
     id: int
@@ -429,6 +441,7 @@ class UserRow:
     disabled: bool
     created_at: datetime
     credentials_changed_at: datetime
+    last_login_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> UserRow:
@@ -440,6 +453,7 @@ class UserRow:
             disabled=bool(row["disabled"]),
             created_at=datetime.fromisoformat(row["created_at"]),
             credentials_changed_at=datetime.fromisoformat(row["credentials_changed_at"]),
+            last_login_at=parse_iso(row.get("last_login_at")),
         )
 
 
@@ -505,11 +519,100 @@ class QueueFilter:
 
 @dataclass(frozen=True)
 class AuditFilter:
-    actor: str | None = None
-    action: str | None = None  # a state a file moved to, or an event action
+    actor: str | None = None  # substring, e.g. "rev" finds "user:rev"
+    action: str | None = None  # exactly: a state a file moved to, or an event action
     subject: str | None = None  # substring of filename / project / event subject
-    since: datetime | None = None
-    until: datetime | None = None
+    since: datetime | None = None  # at or after
+    until: datetime | None = None  # before
+
+
+@dataclass(frozen=True)
+class AuditPosition:
+    """Where a read of the audit log stopped: the last row's (at, kind, seq)."""
+
+    at: str
+    kind: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class _AuditSide:
+    """One table of the audit log: how to select its rows, and the columns filters use."""
+
+    kind: str
+    select: str
+    at: str
+    seq: str
+    actor: str
+    action: str
+    subject: tuple[str, ...]
+
+
+# Rows are ordered newest first, then events before decisions, then by id (newest first).
+_AUDIT_SIDES = (
+    _AuditSide(
+        kind="event",
+        select="SELECT e.at AS at, 'event' AS kind, e.id AS seq, e.actor AS actor,"
+        " e.action AS action, e.subject AS subject, NULL AS project, NULL AS from_state,"
+        " NULL AS to_state, e.detail AS reason, NULL AS file_id FROM events e",
+        at="e.at", seq="e.id", actor="e.actor", action="e.action", subject=("e.subject",),
+    ),
+    _AuditSide(
+        kind="decision",
+        select="SELECT d.at AS at, 'decision' AS kind, d.id AS seq, d.actor AS actor,"
+        " d.to_state AS action, f.filename AS subject, f.project AS project,"
+        " d.from_state AS from_state, d.to_state AS to_state, d.reason AS reason,"
+        " d.file_id AS file_id FROM decisions d JOIN files f ON f.id = d.file_id",
+        at="d.at", seq="d.id", actor="d.actor", action="d.to_state",
+        subject=("f.filename", "f.project"),
+    ),
+)  # fmt: skip
+
+
+def _audit_query(
+    where: AuditFilter, after: AuditPosition | None, per_side: int
+) -> tuple[str, list[Any]]:
+    """The merged, filtered audit log as SQL (without its final LIMIT): each side filtered
+    and cut to ``per_side`` rows in time order (its ``at`` index), then merged."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for side in _AUDIT_SIDES:
+        clauses: list[str] = []
+        if where.actor:
+            clauses.append(f"{side.actor} LIKE ? ESCAPE '\\'")
+            params.append("%" + _like_escape(where.actor) + "%")
+        if where.action:
+            clauses.append(f"{side.action} = ?")
+            params.append(where.action)
+        if where.subject:
+            matches = [f"{column} LIKE ? ESCAPE '\\'" for column in side.subject]
+            clauses.append("(" + " OR ".join(matches) + ")")
+            params.extend(["%" + _like_escape(where.subject) + "%"] * len(matches))
+        if where.since:
+            clauses.append(f"{side.at} >= ?")
+            params.append(iso(where.since))
+        if where.until:
+            clauses.append(f"{side.at} < ?")
+            params.append(iso(where.until))
+        if after is not None:
+            if side.kind < after.kind:  # after the cursor's kind at the same moment
+                clauses.append(f"{side.at} <= ?")
+                params.append(after.at)
+            elif side.kind == after.kind:
+                clauses.append(f"({side.at} < ? OR ({side.at} = ? AND {side.seq} < ?))")
+                params.extend([after.at, after.at, after.seq])
+            else:
+                clauses.append(f"{side.at} < ?")
+                params.append(after.at)
+        filtered = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        # Built from the fixed texts above only; every value is a parameter.
+        parts.append(
+            f"SELECT * FROM ({side.select}{filtered}"  # noqa: S608
+            f" ORDER BY {side.at} DESC, {side.seq} DESC LIMIT ?)"
+        )
+        params.append(per_side)
+    sql = " UNION ALL ".join(parts) + " ORDER BY at DESC, kind DESC, seq DESC"
+    return sql, params
 
 
 @dataclass
@@ -1134,6 +1237,7 @@ class Database:
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 [id_hash, user_id, csrf_token, iso(now), iso(expires_at), ip],
             )
+            self.db.execute("UPDATE users SET last_login_at = ? WHERE id = ?", [iso(now), user_id])
 
     def session(self, id_hash: str) -> SessionRow | None:
         rows = list(
@@ -1220,9 +1324,14 @@ class Database:
         return cursor.rowcount > 0
 
     # ------------------------------------------------------------ admin-managed projects
+    # mirror/projects.py layers these rows over the config file; everything else asks it.
 
     def allowlist(self) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM allowlist ORDER BY name"))
+
+    def allowlist_entry(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM allowlist WHERE name = ?", [name]))
+        return rows[0] if rows else None
 
     def add_to_allowlist(self, name: str, requirement: str, actor: str, now: datetime) -> None:
         self.db.execute(
@@ -1263,39 +1372,84 @@ class Database:
     def delete_project_policy(self, name: str) -> bool:
         return self.db.execute("DELETE FROM project_policy WHERE name = ?", [name]).rowcount > 0
 
-    # ------------------------------------------------------------ client requests
-
-    def count_project_request(self, name: str, now: datetime) -> None:
-        """A client asked for ``name`` (normalized), which the mirror does not carry."""
-        with self.write():
-            updated = self.db.execute(
-                "UPDATE project_requests SET hits = hits + 1, last_at = ? WHERE name = ?",
-                [iso(now), name],
-            ).rowcount
-            if updated:
-                return
-            (count,) = self.db.execute("SELECT COUNT(*) FROM project_requests").fetchone()
-            if count < MAX_PROJECT_REQUESTS:
-                self.db.execute(
-                    "INSERT INTO project_requests (name, hits, first_at, last_at)"
-                    " VALUES (?, 1, ?, ?)",
-                    [name, iso(now), iso(now)],
-                )
-
-    def project_requests(self, *, limit: int = 500) -> list[dict[str, Any]]:
-        """Requested names the mirror still does not carry, most asked for first."""
+    def carried_projects(self) -> list[dict[str, Any]]:
+        """Every project the mirror holds files for or has looked up: {name, display_name,
+        reason ('configured' or 'dependency'), required_by, first_seen}, by name."""
         return list(
             self.db.query(
-                "SELECT r.* FROM project_requests r WHERE NOT EXISTS"
-                " (SELECT 1 FROM servable_files f WHERE f.project = r.name)"
+                "SELECT name, display_name, reason, required_by, first_seen FROM projects"
+                " ORDER BY name"
+            )
+        )
+
+    def file_counts_by_project(self) -> dict[str, dict[str, int]]:
+        """project -> {state: files}, every state present (0 when none). One pass over the
+        files_project index."""
+        counts: dict[str, dict[str, int]] = {}
+        for project, state, count in self.db.execute(
+            "SELECT project, state, COUNT(*) FROM files GROUP BY project, state"
+        ).fetchall():
+            counts.setdefault(project, {s.value: 0 for s in State})[state] = count
+        return counts
+
+    # ------------------------------------------------------------ client requests
+
+    def count_project_requests(self, hits: Mapping[str, int], now: datetime) -> int:
+        """Add ``hits`` (normalized name -> count) for names clients asked for, skipping
+        any the mirror carries (a project it holds or has on the allowlist). At most
+        MAX_PROJECT_REQUESTS names are kept: a new name beyond that evicts the least asked
+        for (oldest first), so a flood of one-off names cannot lock out a project people
+        keep asking for. Returns how many names were counted."""
+        counted = 0
+        with self.write():
+            for name, count in hits.items():
+                carried = self.db.execute(
+                    "SELECT 1 FROM projects WHERE name = ?"
+                    " UNION ALL SELECT 1 FROM allowlist WHERE name = ? LIMIT 1",
+                    [name, name],
+                ).fetchone()
+                if carried:
+                    continue
+                counted += 1
+                updated = self.db.execute(
+                    "UPDATE project_requests SET hits = hits + ?, last_at = ? WHERE name = ?",
+                    [count, iso(now), name],
+                ).rowcount
+                if updated:
+                    continue
+                (size,) = self.db.execute("SELECT COUNT(*) FROM project_requests").fetchone()
+                if size >= MAX_PROJECT_REQUESTS:
+                    self.db.execute(
+                        "DELETE FROM project_requests WHERE name IN (SELECT name FROM"
+                        " project_requests ORDER BY hits, last_at, name LIMIT ?)",
+                        [size - MAX_PROJECT_REQUESTS + 1],
+                    )
+                self.db.execute(
+                    "INSERT INTO project_requests (name, hits, first_at, last_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [name, count, iso(now), iso(now)],
+                )
+        return counted
+
+    def project_requests(self, *, limit: int = 500) -> list[dict[str, Any]]:
+        """Requested names the mirror still does not carry, most asked for first:
+        {name, hits, first_at, last_at}."""
+        return list(
+            self.db.query(
+                "SELECT r.* FROM project_requests r"
+                " WHERE NOT EXISTS (SELECT 1 FROM projects p WHERE p.name = r.name)"
                 " AND NOT EXISTS (SELECT 1 FROM allowlist a WHERE a.name = r.name)"
-                " ORDER BY r.hits DESC, r.name LIMIT ?",
+                " ORDER BY r.hits DESC, r.last_at DESC, r.name LIMIT ?",
                 [limit],
             )
         )
 
-    def forget_project_request(self, name: str) -> None:
-        self.db.execute("DELETE FROM project_requests WHERE name = ?", [name])
+    def project_request(self, name: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM project_requests WHERE name = ?", [name]))
+        return rows[0] if rows else None
+
+    def forget_project_request(self, name: str) -> bool:
+        return self.db.execute("DELETE FROM project_requests WHERE name = ?", [name]).rowcount > 0
 
     # ------------------------------------------------------------ audit
 
@@ -1312,40 +1466,37 @@ class Database:
         self, where: AuditFilter = AuditFilter(), *, limit: int = 500, offset: int = 0
     ) -> list[dict[str, Any]]:
         """File decisions and administrative events, newest first, as one list of rows
-        {at, actor, action, subject, from_state, to_state, reason, file_id}."""
-        clauses: list[str] = []
-        params: list[Any] = []
-        if where.actor:
-            clauses.append("actor = ?")
-            params.append(where.actor)
-        if where.action:
-            clauses.append("action = ?")
-            params.append(where.action)
-        if where.subject:
-            clauses.append("subject LIKE ? ESCAPE '\\'")
-            params.append("%" + _like_escape(where.subject) + "%")
-        if where.since:
-            clauses.append("at >= ?")
-            params.append(iso(where.since))
-        if where.until:
-            clauses.append("at < ?")
-            params.append(iso(where.until))
-        filtered = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        params.extend([limit, offset])
-        # The WHERE text is built from fixed clauses only; values are parameters.
-        sql = f"""
-            SELECT * FROM (
-                SELECT d.at AS at, d.actor AS actor, d.to_state AS action,
-                    f.filename AS subject, d.from_state AS from_state, d.to_state AS to_state,
-                    d.reason AS reason, d.file_id AS file_id, 'decision' AS kind, d.id AS seq
-                FROM decisions d JOIN files f ON f.id = d.file_id
-                UNION ALL
-                SELECT e.at, e.actor, e.action, e.subject, NULL, NULL, e.detail, NULL,
-                    'event', e.id
-                FROM events e
-            ) {filtered}
-            ORDER BY at DESC, seq DESC LIMIT ? OFFSET ?"""  # noqa: S608
-        return list(self.db.query(sql, params))
+        {at, kind ('decision' or 'event'), seq (the row's id in its table), actor, action
+        (the state a file moved to, or the event's action), subject (a filename or the
+        event's subject), project, from_state, to_state, reason (or the event's detail),
+        file_id}. Each side reads at most ``offset + limit`` rows, newest first through its
+        index on ``at``: a page costs its depth, not the size of the log."""
+        sql, params = _audit_query(where, None, offset + limit)
+        return list(self.db.query(f"{sql} LIMIT ? OFFSET ?", [*params, limit, offset]))
+
+    def iter_audit_log(
+        self, where: AuditFilter = AuditFilter(), *, batch: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every row ``audit_log`` would list, in the same order, read ``batch`` rows at a
+        time after the last one seen (keyset, not offset): an export of any size holds one
+        batch in memory and keeps no read transaction open between batches."""
+        after: AuditPosition | None = None
+        while True:
+            sql, params = _audit_query(where, after, batch)
+            rows = list(self.db.query(f"{sql} LIMIT ?", [*params, batch]))
+            yield from rows
+            if len(rows) < batch:
+                return
+            last = rows[-1]
+            after = AuditPosition(last["at"], last["kind"], last["seq"])
+
+    def audit_actions(self) -> list[str]:
+        """Every action the audit log can be filtered by: the states files move to, then
+        each event action recorded so far."""
+        events = [
+            row[0] for row in self.db.execute("SELECT DISTINCT action FROM events ORDER BY action")
+        ]
+        return [*(s.value for s in State), *events]
 
     # ------------------------------------------------------------ fetch errors
 

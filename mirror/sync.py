@@ -42,6 +42,7 @@ from mirror.alerts import Event, deliver_quietly, queue_alert
 from mirror.config import Settings, is_internal
 from mirror.db import Database, FileDetails, FileRow, NewFile, State, parse_iso, utcnow
 from mirror.history import previous_approved, stored_snapshot
+from mirror.projects import Projects
 from mirror.publish import Publisher, PublishError, metadata_key, provenance_key
 from mirror.simple import refresh_pages
 from mirror.storage import Storage, StorageError
@@ -316,7 +317,7 @@ class Syncer:
             if key not in queue:
                 queue.append(key)
 
-        for requirement in self.settings.sync.projects:
+        for requirement in Projects(self.settings, self.db, self.clock).requirements():
             add_want(
                 requirement.name,
                 Want(requirement.specifier, frozenset(requirement.extras), "configured"),

@@ -16,6 +16,7 @@ from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
 from mirror.logs import setup_logging
 from mirror.metrics import Metrics
+from mirror.projects import RequestCounter
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, build_storage
 from mirror.web.index_auth import IndexAuth
@@ -74,7 +75,11 @@ def create_app(
     reader = PageReader(db.path)
     auth = IndexAuth(reader) if settings.server.index_auth else None
     app.extensions["qmirror_index_auth"] = auth
-    pages.install(app, reader, auth)
+    # [sync] on_demand: 404s for projects the mirror does not carry are counted for
+    # /admin/requests, off the request path.
+    counter = RequestCounter.for_settings(settings, db, clock) if settings.sync.on_demand else None
+    app.extensions["qmirror_requests"] = counter
+    pages.install(app, reader, auth, None if counter is None else counter.hit)
     observe.install(app, metrics.http)  # outermost: the /simple/ fast path is counted too
     setup_logging(logging.INFO)
     if settings.server.trusted_proxies:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -107,11 +107,18 @@ class SimpleIndex:
     """WSGI middleware: answers ``/simple/...`` itself, passes everything else on."""
 
     def __init__(
-        self, cache: PageCache, fallback: WSGIApplication, auth: IndexAuth | None = None
+        self,
+        cache: PageCache,
+        fallback: WSGIApplication,
+        auth: IndexAuth | None = None,
+        on_miss: Callable[[str], None] | None = None,
     ) -> None:
         self.cache = cache
         self.fallback = fallback
         self.auth = auth  # index_auth: every /simple/ request needs a token
+        # [sync] on_demand: told of each project page that does not exist. Called on the
+        # 404 path only, and it must not block (RequestCounter.hit touches no database).
+        self.on_miss = on_miss
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -141,6 +148,8 @@ class SimpleIndex:
             return _plain(start_response, "406 Not Acceptable", NOT_ACCEPTABLE)
         page = self.cache.get(page_key(project, JSON if content_type == JSON_TYPE else HTML))
         if page is None:
+            if project is not None and self.on_miss is not None:
+                self.on_miss(project)
             return _plain(start_response, "404 Not Found", "Not Found\n")
         headers = [
             ("Content-Type", f"{content_type}; charset=utf-8"),
@@ -183,9 +192,14 @@ def _plain(
     return [body]
 
 
-def install(app: Any, reader: PageReader, auth: IndexAuth | None = None) -> None:
+def install(
+    app: Any,
+    reader: PageReader,
+    auth: IndexAuth | None = None,
+    on_miss: Callable[[str], None] | None = None,
+) -> None:
     """Put the index in front of a Flask app's WSGI callable."""
-    app.wsgi_app = SimpleIndex(PageCache(reader), app.wsgi_app, auth)
+    app.wsgi_app = SimpleIndex(PageCache(reader), app.wsgi_app, auth, on_miss)
 
 
 __all__ = ["PageCache", "SimpleIndex", "install", "negotiate"]
