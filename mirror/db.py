@@ -316,11 +316,13 @@ def m003_advisories(db: SqliteUtilsDatabase) -> None:
 @migrations()
 def m005_manage(db: SqliteUtilsDatabase) -> None:
     """When each user last logged in (login attempts are pruned after an hour and sessions
-    end, so neither remembers it), and the audit log's events in time order."""
+    end, so neither remembers it), the audit log's events in time order, and client
+    requests least asked for first (what a full table gives up for a new name)."""
     db.executescript(
         """
         ALTER TABLE users ADD COLUMN last_login_at TEXT;
         CREATE INDEX events_at ON events(at);
+        CREATE INDEX project_requests_rank ON project_requests(hits, last_at);
         """
     )
 
@@ -599,8 +601,9 @@ def _audit_query(
                 clauses.append(f"{side.at} <= ?")
                 params.append(after.at)
             elif side.kind == after.kind:
-                clauses.append(f"({side.at} < ? OR ({side.at} = ? AND {side.seq} < ?))")
-                params.extend([after.at, after.at, after.seq])
+                # A row value, so the range starts in the index, not after a scan to it.
+                clauses.append(f"({side.at}, {side.seq}) < (?, ?)")
+                params.extend([after.at, after.seq])
             else:
                 clauses.append(f"{side.at} < ?")
                 params.append(after.at)
@@ -1402,6 +1405,7 @@ class Database:
         keep asking for. Returns how many names were counted."""
         counted = 0
         with self.write():
+            (size,) = self.db.execute("SELECT COUNT(*) FROM project_requests").fetchone()
             for name, count in hits.items():
                 carried = self.db.execute(
                     "SELECT 1 FROM projects WHERE name = ?"
@@ -1417,13 +1421,13 @@ class Database:
                 ).rowcount
                 if updated:
                     continue
-                (size,) = self.db.execute("SELECT COUNT(*) FROM project_requests").fetchone()
                 if size >= MAX_PROJECT_REQUESTS:
-                    self.db.execute(
+                    size -= self.db.execute(
                         "DELETE FROM project_requests WHERE name IN (SELECT name FROM"
-                        " project_requests ORDER BY hits, last_at, name LIMIT ?)",
+                        " project_requests ORDER BY hits, last_at LIMIT ?)",
                         [size - MAX_PROJECT_REQUESTS + 1],
-                    )
+                    ).rowcount
+                size += 1
                 self.db.execute(
                     "INSERT INTO project_requests (name, hits, first_at, last_at)"
                     " VALUES (?, ?, ?, ?)",

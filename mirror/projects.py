@@ -202,9 +202,14 @@ class Projects:
         }
         for row in self.db.allowlist():
             name = canonicalize_name(row["name"])
+            try:
+                requirement = Requirement(row["requirement"])
+            except InvalidRequirement:  # rows are validated when written; never stop a sync
+                log.warning("%s: the stored requirement %r is not valid", name, row["requirement"])
+                continue
             projects[name] = Mirrored(
                 name,
-                (Requirement(row["requirement"]),),
+                (requirement,),
                 Source.DATABASE,
                 from_file.get(name, ()),
                 changed_by=row["added_by"],
@@ -257,12 +262,6 @@ class Projects:
     def policy(self) -> Policy:
         """The policy every judgement uses: ``[policy]`` with each project's override."""
         return self.policy_settings().build()
-
-    def cooldown_for(self, name: str) -> timedelta:
-        override = self.overrides().get(canonicalize_name(name))
-        if override is not None and override.cooldown is not None:
-            return override.cooldown
-        return self.settings.policy.cooldown
 
     def is_internal(self, name: str) -> bool:
         return is_internal(canonicalize_name(name), self.settings.policy.internal)
@@ -364,7 +363,7 @@ class Projects:
     def add_requested(self, name: str, *, actor: str) -> Mirrored:
         """One click on the requests page: mirror the project, any version."""
         request = self.db.project_request(name)
-        hits = f"; asked for {request['hits']} times" if request else ""
+        hits = f"; asked for {_times(request['hits'])}" if request else ""
         return self.add(name, actor=actor, detail=hits)
 
     def dismiss_request(self, name: str, *, actor: str) -> None:
@@ -375,8 +374,12 @@ class Projects:
             if request is None or not self.db.forget_project_request(name):
                 raise InvalidInput(f"no request for {name!r}")
             self.db.log_event(
-                actor, "request.dismiss", name, f"asked for {request['hits']} times", now=now
+                actor, "request.dismiss", name, f"asked for {_times(request['hits'])}", now=now
             )
+
+
+def _times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count} times"
 
 
 # ---------------------------------------------------------------- counting requests
