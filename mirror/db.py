@@ -55,6 +55,15 @@ def iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def audit_time(moment: datetime) -> str:
+    """When an audit row (a decision or an event) happened, to the microsecond the clock
+    gives: the log merges the two tables by time, and within one second a policy approval
+    and an admin's change can both happen. A whole second keeps the short form; UTC ISO
+    strings of either form sort in time order ('+' sorts before '.', which sorts before
+    the digits)."""
+    return moment.astimezone(UTC).isoformat()
+
+
 def parse_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
 
@@ -989,7 +998,7 @@ class Database:
             " VALUES (?, ?, ?, ?, ?, ?)",
             [
                 file_id,
-                iso(now),
+                audit_time(now),
                 actor,
                 None if from_state is None else from_state.value,
                 to_state.value,
@@ -1463,7 +1472,7 @@ class Database:
         """An administrative action (users, tokens, projects, policy): append-only."""
         self.db.execute(
             "INSERT INTO events (at, actor, action, subject, detail) VALUES (?, ?, ?, ?, ?)",
-            [iso(now), actor, action, subject, detail],
+            [audit_time(now), actor, action, subject, detail],
         )
 
     def audit_log(
