@@ -1394,6 +1394,17 @@ class Database:
             )
         )
 
+    def carried_project(self, name: str) -> dict[str, Any] | None:
+        """One row of ``carried_projects`` (without the stored upstream listing)."""
+        rows = list(
+            self.db.query(
+                "SELECT name, display_name, reason, required_by, first_seen FROM projects"
+                " WHERE name = ?",
+                [name],
+            )
+        )
+        return rows[0] if rows else None
+
     def file_counts_by_project(self) -> dict[str, dict[str, int]]:
         """project -> {state: files}, every state present (0 when none). One pass over the
         files_project index."""

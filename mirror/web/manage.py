@@ -105,7 +105,8 @@ def _source_words(mirrored: Mirrored) -> str:
 
 def project_lines(projects: Projects) -> list[ProjectLine]:
     """The mirrored projects (file and database), then those the mirror holds for another
-    reason (dependencies, and projects no longer listed), with their file counts."""
+    reason (dependencies, and projects no longer listed), then names that only have a
+    policy override, with their file counts."""
     db = projects.db
     counts = db.file_counts_by_project()
     overrides = projects.overrides()
@@ -134,6 +135,10 @@ def project_lines(projects: Projects) -> list[ProjectLine]:
         lines.append(
             ProjectLine(name, (), reason, False, counts.get(name, empty), overrides.get(name))
         )
+    listed = {line.name for line in lines}
+    for name, override in overrides.items():
+        if name not in listed:
+            lines.append(ProjectLine(name, (), "policy override only", False, empty, override))
     return lines
 
 
@@ -189,7 +194,7 @@ def _known(name: str) -> NormalizedName:
     projects = _projects()
     if (
         projects.mirrored_project(key) is None
-        and projects.db.project(key) is None
+        and projects.db.carried_project(key) is None
         and key not in projects.overrides()
     ):
         abort(404, description="The mirror does not carry this project.")
@@ -242,7 +247,7 @@ def _project_page(
             override.config is None or override.config.cooldown != override.cooldown
         )
         cooldown_from = "this project's override" if stored_here else "the config file"
-    held = db.project(key)
+    held = db.carried_project(key)
     defaults = {
         "requirement": ", ".join(str(r) for r in mirrored.requirements) if mirrored else key,
         "allow": " ".join(override.allow) if override else "",
@@ -293,7 +298,7 @@ def remove_project(name: str) -> Any:
         projects.remove(key, actor=actor())
     except InvalidInput as error:
         return _project_page(key, error=str(error), status=400)
-    still_known = projects.mirrored_project(key) or projects.db.project(key)
+    still_known = projects.mirrored_project(key) or projects.db.carried_project(key)
     return _back(url_for("manage.project", name=key) if still_known else url_for(".projects"))
 
 
