@@ -378,13 +378,17 @@ def list_checks() -> None:
     """List every check: its id (for [policy.checks] and allow lists) and what it looks for."""
     import inspect
 
-    from quarantine.checks import CATALOGUE
-    from quarantine.drift import DRIFT_CHECKS
+    from quarantine.checks import CATALOGUE, REPORTED_OUTSIDE_CATALOGUE
+    from quarantine.drift import DRIFT_CHECKS, DRIFT_GRAVER_IDS
 
     rows = [(check.id, check.description) for check in CATALOGUE]
-    for check_id, function in DRIFT_CHECKS:
-        summary = (inspect.getdoc(function) or "").split("\n\n", 1)[0].replace("\n", " ")
-        rows.append((check_id, f"(drift, against the last approved release) {summary}"))
+    drift = [
+        (check_id, (inspect.getdoc(function) or "").split("\n\n", 1)[0].replace("\n", " "))
+        for check_id, function in DRIFT_CHECKS
+    ]
+    drift += DRIFT_GRAVER_IDS.items()
+    rows += [(check_id, f"(drift, against the last approved release) {d}") for check_id, d in drift]
+    rows += list(REPORTED_OUTSIDE_CATALOGUE.items())
     width = max(len(check_id) for check_id, _ in rows)
     for check_id, description in rows:
         click.echo(f"{check_id:<{width}}  {description}")
