@@ -215,7 +215,12 @@ def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason:
     rows = _select(db, spec, filename, states)
     publisher = Publisher(db, build_storage(obj.settings))
     try:
-        done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
+        if verb == "approve":
+            # The states chosen above, checked again inside the transition: a decision
+            # taken since the lookup is not overturned by accident.
+            done = publisher.approve(rows, actor=_actor(), reason=reason, only_from=tuple(states))
+        else:
+            done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
     except (PublishError, StorageError) as error:
         raise click.ClickException(str(error)) from None
     past = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[verb]
