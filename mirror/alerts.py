@@ -7,10 +7,11 @@ Two halves, so that nothing waits on the receiver:
   for files held for review and for a failed run; advisories and sync for approved files
   flagged for review).
 - :func:`deliver_pending` posts what is due, after the work is done (the end of a sync,
-  a CLI decision, an advisories update), with a short timeout. A failure is logged and
-  the alert waits ``retry_backoff`` (doubling each time) before it is tried again; after
-  ``max_attempts`` it is dropped with a log line. The first failure ends a delivery run,
-  so a receiver that is down costs one timeout, not one per alert.
+  a CLI decision, an advisories update; for a decision in the web or the API,
+  :class:`BackgroundDelivery`, off the request thread), with a short timeout. A failure
+  is logged and the alert waits ``retry_backoff`` (doubling each time) before it is
+  tried again; after ``max_attempts`` it is dropped with a log line. The first failure
+  ends a delivery run, so a receiver that is down costs one timeout, not one per alert.
 
 Alert text quotes attacker-written names and reasons: :func:`slack_text` neutralises them
 (Slack's ``&``/``<``/``>`` escapes, no control or bidi characters, bounded lengths).
@@ -19,11 +20,15 @@ Alert text quotes attacker-written names and reasons: :func:`slack_text` neutral
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import unicodedata
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -38,6 +43,7 @@ MAX_FIELD_CHARS: Final = 300  # a filename, project or actor
 MAX_REASON_CHARS: Final = 1500  # Slack cuts a section's text at 3000
 MAX_PER_DELIVERY: Final = 100  # alerts posted in one run; the rest wait for the next
 MAX_BACKOFF: Final = timedelta(hours=6)
+IDLE_SECONDS: Final = 60.0  # an idle background deliverer ends; the next wake starts one
 
 
 class Event(StrEnum):
@@ -243,3 +249,80 @@ def deliver_quietly(
     except Exception:
         log.exception("delivering alerts failed; they stay queued")
         return DeliveryReport()
+
+
+class BackgroundDelivery:
+    """Delivers the outbox off the request thread, so a slow or hanging webhook never
+    delays a decision taken in the web or the API.
+
+    One daemon thread per process, started by the first :meth:`wake` (never at import or
+    in the gunicorn master; a forked worker starts its own, as a thread does not survive
+    a fork) and ending after ``idle`` seconds without a wake. Each pass opens its own
+    connection to ``db_path`` and closes it: a SQLite connection is never shared between
+    threads. Wakes that come during a pass coalesce into one more pass. An alert the
+    receiver refuses waits its backoff, for the next wake, sync or command.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        settings: AlertsSettings,
+        clock: Callable[[], datetime],
+        *,
+        idle: float = IDLE_SECONDS,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.settings = settings
+        self.clock = clock
+        self.idle = idle
+        self._reset()
+        _DELIVERIES.add(self)
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._wakeup = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def wake(self) -> None:
+        """Ask for a delivery pass soon; returns at once."""
+        with self._lock:
+            self._wakeup.set()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="qmirror-alerts", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            if not self._wakeup.wait(self.idle):
+                with self._lock:
+                    # Checked under the lock wake() sets it under: no wake is lost.
+                    if not self._wakeup.is_set():
+                        self._thread = None
+                        return
+            self._wakeup.clear()
+            try:
+                self._deliver_once()
+            except Exception:  # the thread must outlive any one pass
+                log.exception("alert delivery pass failed; the alerts stay queued")
+
+    def _deliver_once(self) -> None:
+        db = Database(self.db_path)
+        try:
+            deliver_quietly(db, self.settings, self.clock)
+        finally:
+            db.close()
+
+
+_DELIVERIES: weakref.WeakSet[BackgroundDelivery] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child has one thread: the parent's deliverer (and a lock it may have held)
+    # did not come along, so each starts afresh on its first wake.
+    for delivery in list(_DELIVERIES):
+        delivery._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -218,7 +218,12 @@ def _decide(obj: CliContext, verb: str, spec: str, filename: str | None, reason:
     rows = _select(db, spec, filename, states)
     publisher = Publisher(db, build_storage(obj.settings))
     try:
-        done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
+        if verb == "approve":
+            # The states chosen above, checked again inside the transition: a decision
+            # taken since the lookup is not overturned by accident.
+            done = publisher.approve(rows, actor=_actor(), reason=reason, only_from=tuple(states))
+        else:
+            done = getattr(publisher, verb)(rows, actor=_actor(), reason=reason)
     except (PublishError, StorageError) as error:
         raise click.ClickException(str(error)) from None
     past = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}[verb]
@@ -381,13 +386,17 @@ def list_checks() -> None:
     """List every check: its id (for [policy.checks] and allow lists) and what it looks for."""
     import inspect
 
-    from quarantine.checks import CATALOGUE
-    from quarantine.drift import DRIFT_CHECKS
+    from quarantine.checks import CATALOGUE, REPORTED_OUTSIDE_CATALOGUE
+    from quarantine.drift import DRIFT_CHECKS, DRIFT_GRAVER_IDS
 
     rows = [(check.id, check.description) for check in CATALOGUE]
-    for check_id, function in DRIFT_CHECKS:
-        summary = (inspect.getdoc(function) or "").split("\n\n", 1)[0].replace("\n", " ")
-        rows.append((check_id, f"(drift, against the last approved release) {summary}"))
+    drift = [
+        (check_id, (inspect.getdoc(function) or "").split("\n\n", 1)[0].replace("\n", " "))
+        for check_id, function in DRIFT_CHECKS
+    ]
+    drift += DRIFT_GRAVER_IDS.items()
+    rows += [(check_id, f"(drift, against the last approved release) {d}") for check_id, d in drift]
+    rows += list(REPORTED_OUTSIDE_CATALOGUE.items())
     width = max(len(check_id) for check_id, _ in rows)
     for check_id, description in rows:
         click.echo(f"{check_id:<{width}}  {description}")

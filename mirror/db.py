@@ -1848,6 +1848,24 @@ class Database:
         """Drop every queued alert (no webhook is configured to take them)."""
         return self.db.execute("DELETE FROM alert_outbox").rowcount
 
+    # ------------------------------------------------------------ review decisions
+
+    def check_ids_by_file(self, file_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The distinct check ids of each file's findings, sorted (files with none absent):
+        one query for a whole queue page."""
+        found: dict[int, list[str]] = {}
+        for start in range(0, len(file_ids), 500):  # well under SQLite's variable limit
+            chunk = list(file_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for file_id, check_id in self.db.execute(
+                # Only placeholders are formatted in; the ids are parameters.
+                f"SELECT DISTINCT file_id, check_id FROM findings"  # noqa: S608
+                f" WHERE file_id IN ({marks}) ORDER BY file_id, check_id",
+                chunk,
+            ).fetchall():
+                found.setdefault(file_id, []).append(check_id)
+        return found
+
 
 @dataclass(frozen=True)
 class LastSync:

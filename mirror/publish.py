@@ -1,6 +1,9 @@
 """State transitions: approve, reject, revoke. Each is one audit row and takes effect on
 the index at once (pages are re-rendered before the call returns).
 
+A caller that acted on what a person saw says so with ``only_from``: "approve only if it
+is still held" must not quietly overturn a rejection someone made in the meantime.
+
 Order matters for safety. Approve copies the blob into the published store *before* the
 state flips, so a listed file always has its bytes. Revoke flips the state *before*
 deleting the bytes, so the index stops listing a file before it stops existing; the file
@@ -16,6 +19,8 @@ from mirror.alerts import Event, queue_alert
 from mirror.db import Database, FileRow, State, StateConflict, utcnow
 from mirror.simple import refresh_pages
 from mirror.storage import Storage, copy_blob
+from quarantine.findings import Finding, Severity
+from quarantine.policy import Policy, Verdict, decide
 
 
 class PublishError(Exception):
@@ -25,6 +30,7 @@ class PublishError(Exception):
 APPROVABLE = (State.QUARANTINED, State.REJECTED, State.REVOKED)
 REJECTABLE = (State.QUARANTINED,)
 REVOCABLE = (State.APPROVED,)
+OVERTURNABLE = (State.REJECTED, State.REVOKED)  # approving these overturns a decision
 _ALERTED = {State.REJECTED: Event.REJECTED, State.REVOKED: Event.REVOKED}
 
 
@@ -37,21 +43,42 @@ def provenance_key(sha256: str) -> str:
 
 
 class Publisher:
+    """``alerted`` is called after a transition that queued an alert has committed (the
+    web's background delivery is woken that way; the CLI and sync deliver when done)."""
+
     def __init__(
-        self, db: Database, storage: Storage, clock: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        storage: Storage,
+        clock: Callable[[], datetime] = utcnow,
+        *,
+        alerted: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.storage = storage
         self.clock = clock
+        self.alerted = alerted
 
-    def approve(self, files: Iterable[FileRow], *, actor: str, reason: str) -> list[FileRow]:
+    def approve(
+        self,
+        files: Iterable[FileRow],
+        *,
+        actor: str,
+        reason: str,
+        only_from: tuple[State, ...] = APPROVABLE,
+    ) -> list[FileRow]:
+        """Publish ``files``; each must be in one of ``only_from`` (checked in the
+        transition's own transaction, so a decision taken meanwhile is never overturned
+        by accident: pass ``(State.QUARANTINED,)`` for "only if still held")."""
+        if not only_from or not set(only_from) <= set(APPROVABLE):
+            raise ValueError(f"only_from must be some of {[s.value for s in APPROVABLE]}")
         done: list[FileRow] = []
         try:
             for row in files:
                 # Copy what the database says now (a caller's row may predate its
                 # metadata or provenance being recorded).
-                self._copy_to_published(self._require(row, APPROVABLE, "approve"))
-                self._transition(row, APPROVABLE, State.APPROVED, actor, reason)
+                self._copy_to_published(self._require(row, only_from, "approve"))
+                self._transition(row, only_from, State.APPROVED, actor, reason)
                 done.append(row)
         finally:
             self._refresh(done)  # what did change is on the index, even if a later row failed
@@ -99,6 +126,8 @@ class Publisher:
                     )
         except StateConflict as error:
             raise PublishError(f"cannot move {row.filename} to {to.value}: {error}") from None
+        if to in _ALERTED and self.alerted is not None:
+            self.alerted()  # committed: a deliverer woken now finds the alert
 
     def _require(self, row: FileRow, states: tuple[State, ...], verb: str) -> FileRow:
         current = self.db.file_by_id(row.id)
@@ -117,3 +146,24 @@ class Publisher:
     def _refresh(self, rows: list[FileRow]) -> None:
         if rows:
             refresh_pages(self.db, {row.project for row in rows})
+
+
+def clean_held(
+    db: Database, policy: Policy, rows: Iterable[FileRow], *, now: datetime
+) -> list[FileRow]:
+    """The held files among ``rows`` that the policy would approve but for the cooldown
+    (a person approving them is the point of asking): the one meaning of "clean" the
+    review pages offer to approve in bulk. The policy's own :func:`decide` judges, on
+    the stored findings, exactly as sync re-judges a held file."""
+    clean = []
+    for row in rows:
+        if row.state is not State.QUARANTINED:
+            continue
+        findings = [
+            Finding(f["check_id"], Severity(f["severity"]), f["message"], f["evidence"], f["path"])
+            for f in db.findings(row.id)
+        ]
+        verdict = decide(policy, findings, project=row.project, uploaded_at=None, now=now)
+        if verdict.verdict is Verdict.APPROVE:
+            clean.append(row)
+    return clean

@@ -425,9 +425,18 @@ DRIFT_CHECKS: Final[list[tuple[str, DriftCheck]]] = [
     (PROVENANCE_PUBLISHER_CHANGED, provenance_publisher_changed),
 ]
 
+# The graver form of a check above, reported by the same function under its own id so
+# policy can rate it apart.
+DRIFT_GRAVER_IDS: Final[dict[str, str]] = {
+    DRIFT_NEW_EMAIL_DOMAIN: "An author/maintainer email at a domain no earlier release used.",
+    DRIFT_NEW_UNKNOWN_DEPENDENCY: (
+        "A new dependency on a project the mirror has never seen, or one created upstream "
+        "in the last 30 days."
+    ),
+}
+
 DRIFT_CHECK_IDS: Final = frozenset(
-    {check_id for check_id, _ in DRIFT_CHECKS}
-    | {DRIFT_NEW_EMAIL_DOMAIN, DRIFT_NEW_UNKNOWN_DEPENDENCY}
+    {check_id for check_id, _ in DRIFT_CHECKS} | set(DRIFT_GRAVER_IDS)
 )
 
 

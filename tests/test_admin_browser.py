@@ -1,7 +1,8 @@
 """The admin form in a real browser: Debian's Chromium driven by Playwright against the
 mirror under gunicorn on loopback. A reviewer logs in, finds two held files, rejects one
-and approves the other with reasons; then real pip installs the approved one and cannot
-install the rejected one.
+and approves the other with reasons (a second tab, opened before the approval, is refused
+when it tries to reject the same file); then real pip installs the approved one and
+cannot install the rejected one.
 
 Screenshots of the queue and the detail page are saved under the test's temp dir, and
 into ``docs/screenshots/`` when ``SAVE_SCREENSHOTS=1`` (how the README's are made).
@@ -71,7 +72,8 @@ def test_review_in_a_real_browser_then_pip(tmp_path, fake_index):
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
             page.goto(f"{server.url}/admin/")
             expect(page).to_have_url(f"{server.url}/admin/login?next=/admin/")
             page.fill("input[name=username]", "rev")
@@ -89,12 +91,24 @@ def test_review_in_a_real_browser_then_pip(tmp_path, fake_index):
             page.fill("#reject-reason", "start-up hook downloads and runs a script")
             page.click("button.reject")
             expect(page.locator(".flash.ok")).to_contain_text("Rejected hooky-1.0")
+            expect(page.locator("button.overturn")).to_be_visible()  # its own form now
 
             page.goto(f"{server.url}/admin/")
             page.click("text=gizmo-2.0-py3-none-any.whl")
+            stale = context.new_page()  # the same reviewer, in another tab
+            stale.goto(page.url)
             page.fill("#approve-reason", "the .pth only imports the package itself")
             page.click("button.approve")
             expect(page.locator(".flash.ok")).to_contain_text("Approved gizmo-2.0")
+
+            stale.fill("#reject-reason", "an older tab's <b>reason</b>")
+            stale.click("button.reject")
+            expect(stale.locator(".flash.error")).to_contain_text(
+                "gizmo-2.0-py3-none-any.whl is approved now, not held"
+            )
+            expect(stale.locator(".decide-card")).to_contain_text("an older tab's <b>reason</b>")
+            expect(stale.locator("#reject-reason")).to_have_count(0)
+            stale.screenshot(path=str(shots / "stale.png"), full_page=True)
         finally:
             browser.close()
 

@@ -425,7 +425,8 @@ def history(site):
     hooky = site.db.file_by_filename("hooky-1.0-py3-none-any.whl")
     rev = site.logged_in("rev")
     rev.post(f"/admin/files/{hooky.id}/decide",
-             data={"action": "reject", "reason": HOSTILE, "csrf_token": csrf(rev)})  # fmt: skip
+             data={"action": "reject", "reason": HOSTILE, "seen_state": "quarantined",
+                   "csrf_token": csrf(rev)})  # fmt: skip
     site.clock.advance(days=2)
     boss = site.logged_in("boss")
     post(boss, "/admin/projects", requirement="newbie")
@@ -674,8 +675,10 @@ def test_live_add_in_the_web_form_sync_approve_then_pip(tmp_path, fake_index):
         db = Database(tmp_path / "data" / "qmirror.sqlite3")
         for filename in ("gizmo-1.0-py3-none-any.whl", "widget-2.0-py3-none-any.whl"):
             row = db.file_by_filename(filename)
-            browser.submit(f"/admin/files/{row.id}/decide", "/admin/",
-                           action="approve", reason="new project, looked at it")  # fmt: skip
+            browser.submit(
+                f"/admin/files/{row.id}/decide", "/admin/", action="approve",
+                seen_state="quarantined", reason="new project, looked at it",
+            )  # fmt: skip
             assert db.file_by_filename(filename).state is State.APPROVED
         install = pip_install(python, server.index_url, ["gizmo", "widget"])
         assert install.returncode == 0, install.stdout + install.stderr

@@ -1,18 +1,21 @@
 """Alerts: a real HTTP receiver on loopback records what the mirror posts. Slack-safe text,
 the events (held, rejected, revoked, flagged, sync failed), and delivery that never blocks
 sync: a receiver that fails or is down gets the alert on a later attempt, with backoff
-on a fixed clock, and a bounded number of tries."""
+on a fixed clock, and a bounded number of tries. Decisions in the web form and the API
+alert at once, from a background thread, and a receiver that hangs does not slow them."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
 
 from mirror.alerts import (
+    BackgroundDelivery,
     Event,
     alert_payload,
     clean_text,
@@ -23,11 +26,12 @@ from mirror.alerts import (
 )
 from mirror.cli import main
 from mirror.config import ConfigError, settings_from_mapping
-from mirror.db import Database, State
+from mirror.db import Database, Role, State, TokenRole
 from mirror.publish import Publisher
 from mirror.storage import local_storage
 from mirror.sync import Syncer
 from mirror.upstream import UpstreamClient
+from tests.support.admin import AdminSite, csrf_from
 from tests.support.builders import make_wheel
 from tests.support.live import free_port
 from tests.support.receiver import WebhookReceiver
@@ -279,3 +283,145 @@ def test_without_a_webhook_nothing_piles_up(tmp_path, fake_index, build):
     assert deliver_pending(db, settings.alerts, Clock(NOW)).discarded == 1
     assert db.pending_alerts() == []
     assert db.file_by_id(row.id).state is State.REVOKED
+
+
+# ---------------------------------------------------------------- decisions in the web and API
+
+HOOK = {"hooky/__init__.py": b"", "hooky.pth": b"import os; os.system('id')\n"}
+
+
+def review_site(tmp_path, fake_index, build, receiver, **alerts):
+    index = fake_index("json")
+    for version in ("1.0", "1.1", "1.2"):
+        index.add(make_wheel(build, "hooky", version, files=HOOK), upload_time=OLD)
+    site = AdminSite(
+        tmp_path,
+        upstream={"url": index.url},
+        sync={"projects": ["hooky"], "python_versions": ["3.11"], "platforms": ["linux-x86_64"]},
+        policy={"cooldown": "0"},
+        alerts={"webhook_url": receiver.url, "timeout": 10, **alerts},
+    )  # fmt: skip
+    with UpstreamClient(index.url, timeout=5, retries=0) as upstream:
+        Syncer(
+            site.settings, site.db, site.storage, upstream, site.settings.policy.build(),
+            clock=site.clock,
+        ).run()  # fmt: skip
+    assert receiver.events() == ["held", "held", "held"]  # sync delivered its own
+    site.user("rev", Role.REVIEWER)
+    return site
+
+
+def web_reject(client, site, filename, reason):
+    row = site.db.file_by_filename(filename)
+    page = client.get(f"/admin/files/{row.id}").text
+    started = time.monotonic()
+    response = client.post(
+        f"/admin/files/{row.id}/decide",
+        data={"action": "reject", "seen_state": "quarantined", "reason": reason,
+              "csrf_token": csrf_from(page)},
+    )  # fmt: skip
+    return response, time.monotonic() - started
+
+
+def api_decide(client, secret, site, filename, verb, reason):
+    row = site.db.file_by_filename(filename)
+    started = time.monotonic()
+    response = client.post(
+        f"/api/v1/files/{row.id}/{verb}",
+        json={"reason": reason},
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+    return response, time.monotonic() - started
+
+
+def test_web_and_api_decisions_reach_the_receiver_without_a_sync(
+    tmp_path, fake_index, build, receiver
+):
+    site = review_site(tmp_path, fake_index, build, receiver)
+    response, _ = web_reject(
+        site.logged_in("rev"), site, "hooky-1.0-py3-none-any.whl", "<!channel> pth runs id"
+    )
+    assert response.status_code == 303
+    alerts = receiver.wait_for(4)
+    assert [a["qmirror"]["event"] for a in alerts[3:]] == ["rejected"]
+    assert alerts[3]["qmirror"]["actor"] == "user:rev"
+    assert "&lt;!channel&gt; pth runs id" in alerts[3]["text"]
+
+    secret = site.accounts.create_token("chatops", TokenRole.REVIEWER, actor="test").secret
+    client = site.client()
+    approved, _ = api_decide(client, secret, site, "hooky-1.1-py3-none-any.whl", "approve", "ok")
+    assert approved.status_code == 200
+    revoked, _ = api_decide(client, secret, site, "hooky-1.1-py3-none-any.whl", "revoke", "MAL")
+    assert revoked.status_code == 200
+    alerts = receiver.wait_for(5)
+    assert alerts[4]["qmirror"]["event"] == "revoked"
+    assert alerts[4]["qmirror"]["actor"].startswith("token:") and len(alerts) == 5
+    assert site.db.pending_alerts() == []
+
+
+def test_a_hanging_receiver_does_not_slow_a_decision(tmp_path, fake_index, build, receiver):
+    site = review_site(tmp_path, fake_index, build, receiver)
+    hang = 3.0
+    receiver.hang_next(hang, hang)
+    secret = site.accounts.create_token("chatops", TokenRole.REVIEWER, actor="test").secret
+    api, api_seconds = api_decide(
+        site.client(), secret, site, "hooky-1.0-py3-none-any.whl", "reject", "bad"
+    )
+    # The second decision comes while delivery of the first still hangs.
+    web, web_seconds = web_reject(site.logged_in("rev"), site, "hooky-1.1-py3-none-any.whl", "bad")
+    assert api.status_code == 200 and web.status_code == 303
+    assert api_seconds < hang / 6 and web_seconds < hang / 6, (api_seconds, web_seconds)
+    assert receiver.alerts[3:] == []  # still on its way
+    alerts = receiver.wait_for(5, timeout=4 * hang)
+    assert [a["qmirror"]["filename"] for a in alerts[3:]] == [
+        "hooky-1.0-py3-none-any.whl",
+        "hooky-1.1-py3-none-any.whl",
+    ]
+
+
+def test_background_delivery_idles_out_and_starts_again(tmp_path, receiver):
+    db = Database(tmp_path / "db.sqlite3")
+    db.migrate()
+    settings = settings_from_mapping({"alerts": {"webhook_url": receiver.url}}).alerts
+    delivery = BackgroundDelivery(db.path, settings, Clock(NOW), idle=0.05)
+    queue_alert(db, Event.SYNC_FAILED, now=NOW, reason="one")
+    delivery.wake()
+    assert len(receiver.wait_for(1)) == 1
+    time.sleep(0.3)  # longer than idle: the thread has ended
+    queue_alert(db, Event.SYNC_FAILED, now=NOW, reason="two")
+    delivery.wake()
+    assert [a["qmirror"]["reason"] for a in receiver.wait_for(2)] == ["one", "two"]
+
+
+@pytest.mark.live
+def test_an_api_rejection_under_gunicorn_alerts_from_the_worker(tmp_path, fake_index, build):
+    """Forked gunicorn workers each start their own delivery thread on the first wake."""
+    import urllib3
+
+    from tests.support.live import gunicorn_mirror, qmirror, write_config
+
+    index = fake_index("json")
+    index.add(make_wheel(build, "hooky", "1.0", files=HOOK), upload_time=OLD)
+    with WebhookReceiver() as hook:
+        config = write_config(
+            tmp_path / "qmirror.toml", tmp_path / "data", index.url,
+            sync={"projects": ["hooky"]}, alerts={"webhook_url": hook.url, "timeout": 10},
+        )  # fmt: skip
+        qmirror(config, "sync")
+        assert hook.events() == ["held"]
+        secret = qmirror(config, "token", "create", "bot", "--role", "reviewer").stdout.strip()
+        hook.hang_next(3.0)
+        db = Database(tmp_path / "data" / "qmirror.sqlite3")
+        row = db.file_by_filename("hooky-1.0-py3-none-any.whl")
+        with gunicorn_mirror(config, tmp_path) as server:
+            started = time.monotonic()
+            response = urllib3.request(
+                "POST", f"{server.url}/api/v1/files/{row.id}/reject",
+                json={"reason": "pth runs id"},
+                headers={"Authorization": f"Bearer {secret}"}, timeout=30,
+            )  # fmt: skip
+            took = time.monotonic() - started
+            assert response.status == 200, response.data
+            assert took < 1.0, took
+            alerts = hook.wait_for(2, timeout=15)
+        assert [a["qmirror"]["event"] for a in alerts] == ["held", "rejected"]

@@ -119,6 +119,67 @@ def test_release_approval_and_conflicts(site):
     assert [f["filename"] for f in release.json["approved"]] == ["hooky-1.0-py3-none-any.whl"]
 
 
+def test_approve_means_held_only_unless_overturn_is_true(site):
+    secret = token(site).secret
+    client = site.client()
+    hooky = site.db.file_by_filename("hooky-1.0-py3-none-any.whl")
+    url = f"/api/v1/files/{hooky.id}/approve"
+    assert client.post(f"/api/v1/files/{hooky.id}/reject", json={"reason": "pth"},
+                       headers=bearer(secret)).status_code == 200  # fmt: skip
+    before = len(site.db.decisions())
+    for overturn in ("true", 1, "false", None):  # only a JSON boolean says it
+        refused = client.post(
+            url, json={"reason": "fp", "overturn": overturn}, headers=bearer(secret)
+        )
+        assert refused.status_code == 400, overturn
+    not_held = client.post(url, json={"reason": "fp", "overturn": False}, headers=bearer(secret))
+    assert not_held.status_code == 409 and not_held.json["state"] == "rejected"
+    assert len(site.db.decisions()) == before
+    assert site.db.file_by_id(hooky.id).state is State.REJECTED
+
+
+def test_seen_state_refuses_a_decision_on_a_file_that_moved(site):
+    secret = token(site).secret
+    client = site.client()
+    hooky = site.db.file_by_filename("hooky-1.0-py3-none-any.whl")
+    seen = client.get(f"/api/v1/files/{hooky.id}", headers=bearer(secret)).json["state"]
+    assert seen == "quarantined"
+    client.post(f"/api/v1/files/{hooky.id}/reject", json={"reason": "first"},
+                headers=bearer(token(site, name="other").secret))  # fmt: skip
+    before = len(site.db.decisions())
+    for verb, body in (
+        ("approve", {"overturn": True}),  # an overturn, but of a state it never saw
+        ("reject", {}),
+    ):
+        late = client.post(
+            f"/api/v1/files/{hooky.id}/{verb}",
+            json={"reason": "late", "seen_state": seen, **body},
+            headers=bearer(secret),
+        )
+        assert late.status_code == 409, verb
+        assert late.json["detail"] == "it is rejected now, not quarantined"
+    assert client.post(f"/api/v1/files/{hooky.id}/approve",
+                       json={"reason": "x", "seen_state": "bogus"},
+                       headers=bearer(secret)).status_code == 400  # fmt: skip
+    # Seen as rejected and said overturn: exactly that happens.
+    overturned = client.post(
+        f"/api/v1/files/{hooky.id}/approve",
+        json={"reason": "false positive", "seen_state": "rejected", "overturn": True},
+        headers=bearer(secret),
+    )
+    assert overturned.status_code == 200 and overturned.json["state"] == "approved"
+    assert len(site.db.decisions()) == before + 1
+
+
+def test_release_approval_takes_the_name_as_pip_would(site):
+    secret = token(site).secret
+    done = site.client().post(
+        "/api/v1/releases/Hooky/1.0/approve", json={"reason": "ok"}, headers=bearer(secret)
+    )
+    assert done.status_code == 200
+    assert [f["filename"] for f in done.json["approved"]] == ["hooky-1.0-py3-none-any.whl"]
+
+
 def test_refusals_change_nothing(site):
     client = site.client()
     hooky = site.db.file_by_filename("hooky-1.0-py3-none-any.whl")

@@ -116,15 +116,18 @@ def test_decisions_need_a_reason_and_a_matching_file(config):
     assert "only PROJECT==VERSION" in bad.output
 
 
-def test_checks_lists_every_catalogue_and_drift_id():
-    from quarantine.checks import CATALOGUE
+def test_checks_lists_every_id_a_finding_can_carry():
+    from quarantine.checks import CATALOGUE, known_check_ids
     from quarantine.drift import DRIFT_CHECKS
 
     result = CliRunner().invoke(main, ["checks"])
     assert result.exit_code == 0
     listed = [line.split()[0] for line in result.output.splitlines()]
-    assert listed == [check.id for check in CATALOGUE] + [check_id for check_id, _ in DRIFT_CHECKS]
+    catalogue_first = [check.id for check in CATALOGUE] + [check_id for check_id, _ in DRIFT_CHECKS]
+    assert listed[: len(catalogue_first)] == catalogue_first
+    assert set(listed) == known_check_ids()  # advisories and sync-reported ids too
     assert len(set(listed)) == len(listed)  # ids are unique
+    assert all(len(line.split(None, 1)) == 2 for line in result.output.splitlines())
 
 
 def test_scan_against_an_earlier_release_reports_drift(tmp_path):

@@ -324,6 +324,7 @@ def test_systemd_units_verify(tmp_path):
     units = render_units(tmp_path / "units", qmirror_executable())
     assert {unit.name for unit in units} == {
         "qmirror.service", "qmirror-sync.service", "qmirror-sync.timer",
+        "qmirror-advisories.service", "qmirror-advisories.timer",
     }  # fmt: skip
     result = systemd_analyze(
         "verify", "--man=no", "--generators=no", "--recursive-errors=no",
@@ -348,7 +349,9 @@ def test_systemd_verify_catches_what_it_is_trusted_to_catch(tmp_path):
     assert "/nonexistent/bin/qmirror" in result.stderr and "strictly" in result.stderr
 
 
-@pytest.mark.parametrize("unit", ["qmirror.service", "qmirror-sync.service"])
+@pytest.mark.parametrize(
+    "unit", ["qmirror.service", "qmirror-sync.service", "qmirror-advisories.service"]
+)
 def test_systemd_services_are_hardened(tmp_path, unit):
     render_units(tmp_path / "units", qmirror_executable())
     text = (tmp_path / "units" / unit).read_text()

@@ -11,12 +11,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response
 
+from mirror.alerts import BackgroundDelivery
 from mirror.auth import Accounts
 from mirror.config import Settings, load_settings
 from mirror.db import Database, PageReader, utcnow
 from mirror.logs import setup_logging
 from mirror.metrics import Metrics
 from mirror.projects import RequestCounter
+from mirror.publish import Publisher
 from mirror.simple import page_key, refresh_pages
 from mirror.storage import Storage, build_storage
 from mirror.web.index_auth import IndexAuth
@@ -40,9 +42,11 @@ def create_app(
     app.config["QMIRROR_SETTINGS"] = settings
     accounts = Accounts(db, session_lifetime=settings.server.session_lifetime, clock=clock)
     metrics = Metrics(db, clock)
+    # Alerts from decisions taken here go out after the response, on a thread of their own.
+    alerts = BackgroundDelivery(db.path, settings.alerts, clock)
     app.extensions["qmirror"] = Services(
         settings=settings, db=db, storage=storage, clock=clock, accounts=accounts,
-        metrics=metrics,
+        metrics=metrics, alerts=alerts,
     )  # fmt: skip
 
     from mirror.web import (
@@ -118,6 +122,7 @@ class Services:
     def __init__(
         self, *, settings: Settings, db: Database, storage: Storage,
         clock: Callable[[], datetime], accounts: Accounts, metrics: Metrics,
+        alerts: BackgroundDelivery,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.db = db
@@ -125,3 +130,8 @@ class Services:
         self.clock = clock
         self.accounts = accounts
         self.metrics = metrics
+        self.alerts = alerts
+
+    def publisher(self) -> Publisher:
+        """A Publisher for one request's decisions; its alerts wake the background delivery."""
+        return Publisher(self.db, self.storage, self.clock, alerted=self.alerts.wake)

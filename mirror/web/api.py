@@ -5,6 +5,11 @@ cookie is never accepted here (so the API needs no CSRF token, and a page cannot
 logged-in reviewer's browser call it). ``read`` tokens are for ``index_auth`` and get
 nothing here; ``reviewer`` and ``admin`` tokens list, read and decide. Every decision is
 an audit row naming the token, and changes the index before the response.
+
+``approve`` publishes a held file only; approving a rejected or revoked one takes
+``"overturn": true``. A client that read a file first can send ``"seen_state"``: the
+decision is refused (409) if the file has moved since. Alerts a decision raises go out
+after the response, off the request thread.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
+from packaging.utils import canonicalize_name
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
 from mirror.auth import token_allows
 from mirror.db import FileRow, QueueFilter, State, TokenRole
-from mirror.publish import APPROVABLE, Publisher, PublishError
+from mirror.publish import APPROVABLE, OVERTURNABLE, Publisher, PublishError
 from mirror.web.security import actor
 from quarantine.findings import Severity
 
@@ -169,12 +175,18 @@ def _body() -> dict[str, Any]:
     if len(reason) > MAX_REASON:
         abort(400, description=f"a reason can have at most {MAX_REASON} characters")
     data["reason"] = " ".join(reason.split())
+    # A string "false" must not overturn anything.
+    if not isinstance(data.get("overturn", False), bool):
+        abort(400, description="overturn must be true or false")
+    seen = data.get("seen_state")
+    if seen is not None and seen not in {s.value for s in State}:
+        abort(400, description="seen_state must be quarantined, approved, rejected or revoked")
     return data
 
 
 def _publisher() -> Publisher:
-    services = _services()
-    return Publisher(services.db, services.storage, services.clock)
+    publisher: Publisher = _services().publisher()
+    return publisher
 
 
 @bp.post("/files/<int:file_id>/<verb>")
@@ -183,14 +195,29 @@ def decide(file_id: int, verb: str) -> Response | tuple[Response, int]:
         abort(404, description="the verbs are approve, reject and revoke")
     body = _body()
     row = _row(file_id)
-    if verb == "approve" and row.state is not State.QUARANTINED and not body.get("overturn"):
-        return _conflict(row, 'it is not held; send "overturn": true to approve it anyway')
-    if verb == "approve" and row.state not in APPROVABLE:
-        return _conflict(row, "it is approved already")
+    seen = None if body.get("seen_state") is None else State(body["seen_state"])
+    if seen is not None and row.state is not seen:
+        return _conflict(row, f"it is {row.state.value} now, not {seen.value}")
+    overturn = bool(body.get("overturn"))
+    publisher, who, reason = _publisher(), actor(), body["reason"]
     try:
-        getattr(_publisher(), verb)([row], actor=actor(), reason=body["reason"])
+        if verb == "approve":
+            # The state is checked again in the transition itself: a file rejected
+            # since it was read is not approved by a request that did not say overturn.
+            only_from: tuple[State, ...] = APPROVABLE if overturn else (State.QUARANTINED,)
+            if seen is not None:
+                only_from = (seen,) if seen in only_from else ()
+            if not only_from:
+                raise PublishError(f"cannot approve {row.filename}: it is {row.state.value}")
+            publisher.approve([row], actor=who, reason=reason, only_from=only_from)
+        else:
+            getattr(publisher, verb)([row], actor=who, reason=reason)
     except PublishError as error:
-        return _conflict(_row(file_id), str(error))
+        now = _row(file_id)
+        detail = str(error)
+        if verb == "approve" and not overturn and now.state in OVERTURNABLE:
+            detail += '; send "overturn": true to approve it anyway'
+        return _conflict(now, detail)
     return jsonify(_file_json(_row(file_id)))
 
 
@@ -199,11 +226,14 @@ def approve_release(project: str, version: str) -> Response:
     """Approve the held files of a release (never overturns a rejection or revocation)."""
     body = _body()
     db = _services().db
-    held = db.files(project=project, version=version, states=[State.QUARANTINED])
+    name = canonicalize_name(project)
+    held = db.files(project=name, version=version, states=[State.QUARANTINED])
     if not held:
-        abort(404, description=f"no held files of {project} {version}")
+        abort(404, description=f"no held files of {name} {version}")
     try:
-        done = _publisher().approve(held, actor=actor(), reason=body["reason"])
+        done = _publisher().approve(
+            held, actor=actor(), reason=body["reason"], only_from=(State.QUARANTINED,)
+        )
     except PublishError as error:
         abort(409, description=str(error))
     return jsonify({"approved": [_file_json(_row(r.id)) for r in done]})

@@ -13,7 +13,7 @@ gets a 404, never a URL.
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import BinaryIO, cast
 
 from flask import Blueprint, abort, current_app, redirect, request, send_file
 from werkzeug.http import dump_options_header
@@ -74,19 +74,8 @@ def file(sha256: str, filename: str) -> Response:
     accel = _settings().server.accel_redirect
     if accel and isinstance(store, LocalStore):
         return _accel_redirect(accel, store, key, row, filename)
-    # A local store hands over a path (sendfile, Range from the OS); another backend a stream.
-    try:
-        local = store.local_path(key)
-        source = local or store.open(key)
-    except BlobNotFound:
-        # Listed but without its bytes: the published store lost a blob. Say so, since a
-        # 404 alone looks like a client's mistake.
-        log.warning("servable file %s has no blob %s in the published store", filename, key)
-        abort(404)
-    except StorageError as error:
-        # The store is down or refuses us: say so (pip retries a 503), details in the log.
-        log.error("/files/%s/%s: %s", sha256, filename, error)
-        abort(503)
+    local = store.local_path(key)
+    source = local or _open_blob(store, key, filename)
     response = send_file(
         source,
         mimetype=mimetype,
@@ -102,6 +91,21 @@ def file(sha256: str, filename: str) -> Response:
         # content-addressed), so pip gets a Content-Length rather than chunks.
         response.content_length = row.size
     return response
+
+
+def _open_blob(store: BlobStore, key: str, filename: str) -> BinaryIO:
+    """A stream of a servable file's blob from a store that has no local path for it."""
+    try:
+        return store.open(key)
+    except BlobNotFound:
+        # Listed but without its bytes: the published store lost a blob. Say so, since a
+        # 404 alone looks like a client's mistake.
+        log.warning("servable file %s has no blob %s in the published store", filename, key)
+        abort(404)
+    except StorageError as error:
+        # The store is down or refuses us: say so (pip retries a 503), details in the log.
+        log.error("servable file %s, blob %s: %s", filename, key, error)
+        abort(503)
 
 
 def _redirect_to(
@@ -128,15 +132,11 @@ def _provenance(sha256: str, dist_filename: str) -> Response:
     row = _db().servable_file(sha256, dist_filename)
     if row is None or not row.provenance_sha256:
         abort(404)
+    # Small JSON: sent by the app in every mode (no redirect, no X-Accel-Redirect).
     store = _published()
-    try:
-        source = store.local_path(provenance_key(row.sha256)) or store.open(
-            provenance_key(row.sha256)
-        )
-    except BlobNotFound:
-        abort(404)
+    key = provenance_key(row.sha256)
     response = send_file(
-        source,
+        store.local_path(key) or _open_blob(store, key, f"{dist_filename}.provenance"),
         mimetype="application/vnd.pypi.integrity.v1+json",
         download_name=f"{dist_filename}.provenance",
         etag=row.provenance_sha256,

@@ -69,7 +69,9 @@ def _decision(verb: str, summary: str) -> dict[str, Any]:
                 **_ERRORS,
                 "404": {"$ref": "#/components/responses/NotFound"},
                 "409": _json(
-                    _ref("Conflict"), "The file is not in a state this decision applies to."
+                    _ref("Conflict"),
+                    "The file is not in a state this decision applies to, or not in"
+                    " `seen_state`; nothing changed.",
                 ),
             },
         }
@@ -153,7 +155,8 @@ def document() -> dict[str, Any]:
                 }
             },
             "/files/{file_id}/approve": _decision(
-                "approve", "Publish a held file (an overturn needs `overturn: true`)."
+                "approve",
+                "Publish a held file (a rejected or revoked one needs `overturn: true`).",
             ),
             "/files/{file_id}/reject": _decision("reject", "Refuse a held file."),
             "/files/{file_id}/revoke": _decision(
@@ -162,7 +165,7 @@ def document() -> dict[str, Any]:
             "/releases/{project}/{version}/approve": {
                 "post": {
                     "operationId": "approveRelease",
-                    "summary": "Publish every held file of a release.",
+                    "summary": "Publish every held file of a release (never overturns a decision).",
                     "parameters": [
                         {
                             "name": "project",
@@ -270,7 +273,22 @@ def document() -> dict[str, Any]:
                     "required": ["reason"],
                     "properties": {
                         "reason": {"type": "string", "minLength": 1, "maxLength": 2000},
-                        "overturn": {"type": "boolean", "default": False},
+                        "overturn": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": (
+                                "approve only: also approve a rejected or revoked file"
+                                " (without it, approve publishes a held file only)"
+                            ),
+                        },
+                        "seen_state": {
+                            "type": "string",
+                            "enum": _STATES,
+                            "description": (
+                                "the state the caller last read; the decision is refused"
+                                " (409) if the file is no longer in it"
+                            ),
+                        },
                     },
                 },
                 "Error": {

@@ -49,6 +49,23 @@ ADVISORY_MALICIOUS: Final = "advisory-malicious"
 ADVISORY_VULNERABILITY: Final = "advisory-vulnerability"
 UPSTREAM_DELETED: Final = "upstream-deleted"
 
+# What each of those ids means, for `qmirror checks` and the reviewer.
+REPORTED_OUTSIDE_CATALOGUE: Final[dict[str, str]] = {
+    CHECK_CRASHED: "(inspection) A check raised an error on this file instead of judging it.",
+    CORE_METADATA_MISMATCH: (
+        "(sync) The upstream's PEP 658 metadata hash differs from the wheel's METADATA."
+    ),
+    UPSTREAM_HASH_MISSING: "(sync) The upstream listed the file without a sha256 hash.",
+    PROVENANCE_INVALID: (
+        "(sync) The file's PEP 740 provenance is malformed or fails verification."
+    ),
+    ADVISORY_MALICIOUS: (
+        "(advisories) An OSV MAL- record, or a record of a compromised release, names it."
+    ),
+    ADVISORY_VULNERABILITY: "(advisories) An OSV vulnerability record names the release.",
+    UPSTREAM_DELETED: "(sync) The upstream no longer lists the file (PyPI deletes malware).",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Check:
@@ -127,8 +144,7 @@ def known_check_ids() -> frozenset[str]:
 
     return (
         frozenset(check.id for check in CATALOGUE)
-        | {CHECK_CRASHED, CORE_METADATA_MISMATCH, UPSTREAM_HASH_MISSING, PROVENANCE_INVALID}
-        | {ADVISORY_MALICIOUS, ADVISORY_VULNERABILITY, UPSTREAM_DELETED}
+        | frozenset(REPORTED_OUTSIDE_CATALOGUE)
         | DRIFT_CHECK_IDS
     )
 
@@ -140,6 +156,7 @@ __all__ = [
     "CHECK_CRASHED",
     "CORE_METADATA_MISMATCH",
     "PROVENANCE_INVALID",
+    "REPORTED_OUTSIDE_CATALOGUE",
     "UPSTREAM_DELETED",
     "UPSTREAM_HASH_MISSING",
     "Check",

@@ -1,10 +1,12 @@
 """A webhook receiver on loopback: a real HTTP server that records every alert POSTed to
-it and answers with the statuses a test scripts (200 unless told otherwise)."""
+it and answers with the statuses a test scripts (200 unless told otherwise), after the
+delays it scripts (a receiver that hangs)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -16,6 +18,7 @@ class WebhookReceiver:
         self.alerts: list[dict[str, Any]] = []  # parsed bodies of the requests answered 2xx
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers)
         self._statuses: deque[int] = deque()
+        self._delays: deque[float] = deque()
         self._lock = threading.Lock()
         receiver = self
 
@@ -26,6 +29,9 @@ class WebhookReceiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                with receiver._lock:
+                    delay = receiver._delays.popleft() if receiver._delays else 0.0
+                time.sleep(delay)
                 with receiver._lock:
                     receiver.requests.append((self.command, self.path, dict(self.headers)))
                     status = receiver._statuses.popleft() if receiver._statuses else 200
@@ -50,6 +56,22 @@ class WebhookReceiver:
         """The next requests get these statuses, in order."""
         with self._lock:
             self._statuses.extend(statuses)
+
+    def hang_next(self, *seconds: float) -> None:
+        """The next requests are answered only after these delays, in order."""
+        with self._lock:
+            self._delays.extend(seconds)
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The alerts once at least ``count`` have arrived (or whatever came by the timeout)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.alerts) >= count:
+                    break
+            time.sleep(0.02)
+        with self._lock:
+            return list(self.alerts)
 
     def events(self) -> list[str]:
         return [alert["qmirror"]["event"] for alert in self.alerts]
