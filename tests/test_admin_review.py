@@ -12,6 +12,7 @@ from html.parser import HTMLParser
 import pytest
 
 from mirror.db import Role, State
+from mirror.projects import Projects
 from mirror.publish import Publisher
 from mirror.sync import Syncer
 from mirror.upstream import UpstreamClient
@@ -441,6 +442,22 @@ def test_approve_the_clean_files_of_a_release_by_file_id(release_site):
     old = client.post("/admin/releases/duo/1.0/approve-clean",
                       data={"reason": "x", "csrf_token": csrf(client)})  # fmt: skip
     assert old.status_code == 404
+
+
+def test_clean_means_clean_under_the_admins_project_override(release_site):
+    """An allow list set on the Projects page counts here as it does in sync."""
+    site = release_site
+    dirty = "duo-1.0-cp311-cp311-linux_x86_64.whl"
+    ids = {f["check_id"] for f in site.db.findings(file_id(site, dirty))}
+    Projects(site.settings, site.db, site.clock).set_override(
+        "duo", allow=" ".join(sorted(ids)), cooldown="", actor="user:boss"
+    )
+    client = site.logged_in("rev")
+    url = f"/admin/files/{file_id(site, dirty)}/approve-clean-release"
+    fields = form_of(client, f"/admin/files/{file_id(site, dirty)}", url=url)
+    assert str(file_id(site, dirty)) in [v for k, v in fields if k == "seen_clean"]
+    assert post(client, url, fields, reason="allowed for duo").status_code == 303
+    assert site.db.file_by_filename(dirty).state is State.APPROVED
 
 
 def test_a_release_that_changed_since_the_page_was_loaded_is_refused(release_site):

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Response
 
 from mirror.db import FileRow, QueueFilter, Role, State
 from mirror.history import previous_approved, stored_snapshot
+from mirror.projects import Projects
 from mirror.publish import (
     OVERTURNABLE,
     REJECTABLE,
@@ -464,7 +465,9 @@ def _file_or_404(file_id: int) -> FileRow:
 
 def _clean_held(rows: Iterable[FileRow]) -> list[FileRow]:
     services = _services()
-    return clean_held(services.db, services.settings.policy.build(), rows, now=services.clock())
+    # The policy with the admins' per-project overrides, as sync applies it.
+    policy = Projects(services.settings, services.db, services.clock).policy()
+    return clean_held(services.db, policy, rows, now=services.clock())
 
 
 def _reason(typed: str) -> str:
