@@ -4,9 +4,10 @@ A backup directory holds::
 
     qmirror.sqlite3   a consistent snapshot (SQLite's online backup API: safe while the
                       server serves and a sync writes)
-    blobs/ab/<key>    every blob the snapshot's files table refers to, once each (the
-                      quarantine and published copies of a key are the same bytes),
-                      hardlinked when on the store's filesystem, else copied
+    blobs/ab/<key>    every blob the snapshot's files table refers to (a file, its core
+                      metadata, its provenance), once each (the quarantine and published
+                      copies of a key are the same bytes), hardlinked when on the
+                      store's filesystem, else copied
     manifest.json     the database's sha256 and, per blob, its key, recorded sha256 and
                       size, the stores it belongs in, and whether its bytes are here
                       (a store that is not a local directory, such as S3, keeps its own)
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mirror.db import Database, backup_database, iso
-from mirror.publish import metadata_key
+from mirror.publish import metadata_key, provenance_key
 from mirror.storage import BlobStore, Storage, StorageError
 from mirror.sync import sync_lock
 
@@ -62,7 +63,7 @@ class Expected:
 
     key: str
     sha256: str
-    size: int | None  # recorded for files; core metadata's size is not recorded
+    size: int | None  # recorded for files; metadata's and provenance's are not
     stores: tuple[str, ...]
 
 
@@ -72,6 +73,8 @@ def expected_blobs(db: Database) -> Iterator[Expected]:
         yield Expected(ref.sha256, ref.sha256, ref.size, stores)
         if ref.metadata_sha256:
             yield Expected(metadata_key(ref.sha256), ref.metadata_sha256, None, stores)
+        if ref.provenance_sha256:
+            yield Expected(provenance_key(ref.sha256), ref.provenance_sha256, None, stores)
 
 
 def _stores(storage: Storage) -> dict[str, BlobStore]:

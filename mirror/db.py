@@ -1644,15 +1644,19 @@ class Database:
 
     def blob_references(self) -> list[BlobReference]:
         """Every blob the files table refers to, in the store(s) it must be in: every
-        fetched file (and its core metadata) is in quarantine; approved ones also in
-        published. Sizes and digests as recorded at fetch time."""
+        fetched file (and its core metadata and provenance) is in quarantine; approved
+        ones also in published. Sizes and digests as recorded at fetch time."""
         return [
             BlobReference(
-                sha256=row[0], size=row[1], metadata_sha256=row[2], published=bool(row[3])
+                sha256=row[0],
+                size=row[1],
+                metadata_sha256=row[2],
+                published=bool(row[3]),
+                provenance_sha256=row[4],
             )
             for row in self.db.execute(
-                "SELECT sha256, MAX(size), MAX(metadata_sha256), MAX(state = 'approved')"
-                " FROM files GROUP BY sha256 ORDER BY sha256"
+                "SELECT sha256, MAX(size), MAX(metadata_sha256), MAX(state = 'approved'),"
+                " MAX(provenance_sha256) FROM files GROUP BY sha256 ORDER BY sha256"
             ).fetchall()
         ]
 
@@ -1893,6 +1897,7 @@ class BlobReference:
     size: int
     metadata_sha256: str | None
     published: bool
+    provenance_sha256: str | None = None
 
 
 @dataclass(frozen=True)
