@@ -21,7 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Final
 
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import InvalidName, NormalizedName, canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from quarantine.checks import ADVISORY_MALICIOUS, ADVISORY_VULNERABILITY
@@ -176,14 +176,14 @@ def parse_osv(data: Any) -> Parsed:
         package = entry.get("package")
         if not isinstance(package, Mapping) or not _is_pypi(package.get("ecosystem")):
             continue
-        name = package.get("name")
-        if not isinstance(name, str) or not name.strip():
+        name = _project_name(package.get("name"))
+        if name is None:
             continue
         versions, bad_versions = _versions(entry.get("versions"))
         ranges, bad_ranges = _ranges(entry.get("ranges"))
         invalid += bad_versions + bad_ranges
         if versions or ranges:
-            packages.append(AffectedPackage(canonicalize_name(name.strip()), versions, ranges))
+            packages.append(AffectedPackage(name, versions, ranges))
     if not packages:
         return Parsed(record_id, modified, None, withdrawn=False, invalid_versions=invalid)
     aliases = tuple(a for a in _list(data.get("aliases")) if isinstance(a, str))
@@ -205,6 +205,18 @@ def parse_osv(data: Any) -> Parsed:
 
 def _is_pypi(ecosystem: Any) -> bool:
     return isinstance(ecosystem, str) and ecosystem.strip().casefold() == ECOSYSTEM.casefold()
+
+
+def _project_name(value: Any) -> NormalizedName | None:
+    """A record's package name, normalized; None unless it is a valid PyPI name. Only
+    validation keeps a name like ``\u212aeras`` (a Kelvin sign, which lower-cases to
+    ``k``) from normalizing to ``keras`` and revoking a project the record never named."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return canonicalize_name(value.strip(), validate=True)
+    except InvalidName:
+        return None
 
 
 def _list(value: Any) -> list[Any]:

@@ -134,6 +134,17 @@ def test_names_are_normalized():
     assert advisory.affects("EVIL-pkg_name", Version("1.0"))
 
 
+def test_a_name_that_only_lower_cases_to_a_project_names_nothing():
+    # U+212A KELVIN SIGN lower-cases to "k": no PyPI project can carry it.
+    record = osv_record("MAL-2026-9", "\u212aeras", versions=["3.0"])
+    assert parse_osv(record).advisory is None
+    both = osv_record("MAL-2026-10", "evil", versions=["1.0"])
+    both["affected"].append({"package": {"ecosystem": "PyPI", "name": "\u212aeras"}})
+    advisory = parse_osv(both).advisory
+    assert [p.name for p in advisory.packages] == ["evil"]
+    assert not advisory.affects("keras", Version("3.0"))
+
+
 def test_invalid_versions_are_ignored_and_counted():
     record = osv_record("PYSEC-5", "lib", versions=["1.0", "not a version"])
     record["affected"][0]["ranges"] = [
