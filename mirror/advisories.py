@@ -42,6 +42,7 @@ from quarantine.advisories import (
     OsvError,
     Parsed,
     advisory_finding,
+    distinct,
     matching,
     parse_osv,
 )
@@ -291,8 +292,11 @@ class AdvisoryChecker:
         self.clock = clock
 
     def matching(self, project: str, version: str) -> list[Advisory]:
-        """Advisories naming a release (for a new file, before policy decides on it)."""
-        return matching(self.db.advisories_for([project]).get(project, []), project, version)
+        """Advisories naming a release (for a new file, before policy decides on it), one
+        per flaw (see :func:`distinct`)."""
+        return distinct(
+            matching(self.db.advisories_for([project]).get(project, []), project, version)
+        )
 
     def findings(self, project: str, version: str, advisories: Iterable[Advisory]) -> list[Finding]:
         return [advisory_finding(a, project, version) for a in advisories]
@@ -306,13 +310,20 @@ class AdvisoryChecker:
         by_project = self.db.advisories_for({row.project for row in rows})
         if not by_project:
             return report
-        seen = self.db.advisory_hits()
+        hits: dict[int, set[tuple[str, Kind]]] = {}
+        for file_id, advisory_id, kind in self.db.advisory_hits():
+            hits.setdefault(file_id, set()).add((advisory_id, Kind(kind)))
         for row in rows:
-            fresh = [
-                advisory
-                for advisory in matching(by_project.get(row.project, []), row.project, row.version)
-                if (row.id, advisory.id, advisory.kind.value) not in seen
-            ]
+            known = by_project.get(row.project, [])
+            acted = hits.get(row.id, set())
+            fresh = distinct(
+                (
+                    a
+                    for a in matching(known, row.project, row.version)
+                    if (a.id, a.kind) not in acted
+                ),
+                _names_of(acted, known),
+            )
             if fresh:
                 self._apply(row, fresh, report)
         return report
@@ -356,6 +367,16 @@ class AdvisoryChecker:
                 report.flagged.append(current.filename)
         except PublishError as error:  # someone decided first
             log.warning("%s: %s", current.filename, error)
+
+
+def _names_of(acted: set[tuple[str, Kind]], known: list[Advisory]) -> set[tuple[str, Kind]]:
+    """The ids that acted on a file and the aliases their stored records give (a
+    withdrawn record is only its id)."""
+    names = set(acted)
+    for advisory in known:
+        if (advisory.id, advisory.kind) in acted:
+            names.update((alias, advisory.kind) for alias in advisory.aliases)
+    return names
 
 
 def _actor(advisories: list[Advisory]) -> str:

@@ -468,6 +468,25 @@ def advisory_finding(advisory: Advisory, project: str, version: str) -> Finding:
     )
 
 
+def distinct(
+    advisories: Iterable[Advisory], acted: Iterable[tuple[str, Kind]] = ()
+) -> list[Advisory]:
+    """``advisories`` with one record per flaw: databases publish the same one under
+    several ids (a GHSA and a PYSEC, a PYSEC aliasing a MAL), and it must act once. An
+    advisory is left out when its id or an alias is the id or an alias of one kept
+    before it, or in ``acted`` (``(id or alias, kind)`` of what already acted on the
+    file), of the same kind: a vulnerability turning out malicious still acts."""
+    taken = set(acted)
+    kept = []
+    for advisory in advisories:
+        names = [(name, advisory.kind) for name in (advisory.id, *advisory.aliases)]
+        if any(name in taken for name in names):
+            continue
+        taken.update(names)
+        kept.append(advisory)
+    return kept
+
+
 def matching(advisories: Sequence[Advisory], project: str, version: str) -> list[Advisory]:
     """The advisories naming ``project`` at ``version`` (a version that does not parse
     matches none)."""

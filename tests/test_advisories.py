@@ -421,6 +421,58 @@ def test_malicious_record_rejects_a_held_file_and_revokes_an_approved_one(
     assert syncer.advisories.check().matched == 0
 
 
+def test_aliases_of_one_flaw_act_once(tmp_path, fake_index, build):
+    index = fake_index("json")
+    index.add(make_wheel(build, "lib", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(
+        tmp_path,
+        index.url,
+        Clock(NOW),
+        sync={"projects": ["lib"]},
+        policy={"checks": {"advisory-vulnerability": "hold"}},
+    )
+    syncer.run()
+    row = db.file_by_filename("lib-1.0-py3-none-any.whl")
+    # GitHub's record lists the PyPA one as an alias; the PyPA one does not list it back.
+    ghsa = osv_record("GHSA-aaaa-bbbb-cccc", "lib", versions=["1.0"], aliases=["PYSEC-2026-80"])
+    pysec = osv_record("PYSEC-2026-80", "lib", versions=["1.0"])
+    load_advisories(db, write_file(tmp_path / "g.json", ghsa), now=NOW)
+    assert syncer.advisories.check().flagged == [row.filename]
+    load_advisories(db, write_file(tmp_path / "p.json", pysec), now=NOW)
+    assert syncer.advisories.check().matched == 0
+    assert len(db.findings(row.id)) == 1
+    assert [a.event for a in db.pending_alerts()].count("flagged") == 1
+
+
+def test_an_overturned_revocation_is_not_undone_by_the_same_flaw_under_another_id(
+    tmp_path, fake_index, build
+):
+    index = fake_index("json")
+    index.add(make_wheel(build, "lib", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, Clock(NOW), sync={"projects": ["lib"]})
+    syncer.run()
+    row = db.file_by_filename("lib-1.0-py3-none-any.whl")
+    mal = osv_record("MAL-2026-81", "lib", versions=["1.0"])
+    load_advisories(db, write_file(tmp_path / "m.json", mal), now=NOW)
+    assert syncer.advisories.check().revoked == [row.filename]
+    syncer.publisher.approve([row], actor="admin", reason="a false report")
+    # The same report reaches another database, which cites the MAL id.
+    pysec = osv_record("PYSEC-2026-81", "lib", versions=["1.0"], aliases=["MAL-2026-81"])
+    load_advisories(db, write_file(tmp_path / "p.json", pysec), now=NOW)
+    report = syncer.advisories.check()
+    assert report.matched == 0 and not report.revoked
+    assert db.file_by_id(row.id).state is State.APPROVED
+    # Both at once, for a new file: one finding.
+    index.add(make_wheel(build, "lib", "1.0.post1"), upload_time=OLD)
+    both = osv_record("MAL-2026-82", "lib", versions=["1.0.post1"], aliases=["PYSEC-2026-82"])
+    again = osv_record("PYSEC-2026-82", "lib", versions=["1.0.post1"], aliases=["MAL-2026-82"])
+    load_advisories(db, write_zip(tmp_path / "b.zip", [both, again]), now=NOW)
+    syncer.run()
+    new = db.file_by_filename("lib-1.0.post1-py3-none-any.whl")
+    assert new.state is State.REJECTED
+    assert [f["check_id"] for f in db.findings(new.id)] == ["advisory-malicious"]
+
+
 def test_compromised_pysec_record_acts_like_mal(tmp_path, fake_index, build):
     index = fake_index("json")
     index.add(make_wheel(build, "litellm", "1.82.7"), upload_time=OLD)
