@@ -195,6 +195,17 @@ class DeliveryReport:
     discarded: int = 0  # queued while no webhook is configured
 
 
+def backoff(first: timedelta, attempts: int) -> timedelta:
+    """The wait after ``attempts`` failures: ``first``, doubling, at most MAX_BACKOFF.
+    Doubled only while under the cap, so no ``max_attempts`` overflows a timedelta."""
+    wait = first
+    for _ in range(attempts - 1):
+        if wait >= MAX_BACKOFF:
+            break
+        wait *= 2
+    return min(wait, MAX_BACKOFF)
+
+
 def deliver_pending(
     db: Database,
     settings: AlertsSettings,
@@ -224,7 +235,7 @@ def deliver_pending(
                         alert.id, alert.event, attempts, error,
                     )  # fmt: skip
                 else:
-                    wait = min(settings.retry_backoff * 2 ** (attempts - 1), MAX_BACKOFF)
+                    wait = backoff(settings.retry_backoff, attempts)
                     db.alert_failed(alert.id, str(error), clock() + wait)
                     log.warning(
                         "alert %d (%s) not delivered (attempt %d of %d, next in %s): %s",

@@ -251,6 +251,22 @@ def test_a_receiver_that_is_down_gets_the_alert_once_it_is_back(tmp_path, caplog
         assert back.events() == ["sync-failed"]
 
 
+def test_backoff_stays_bounded_after_many_attempts(tmp_path):
+    db = Database(tmp_path / "db.sqlite3")
+    db.migrate()
+    url = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens
+    settings = settings_from_mapping(
+        {"alerts": {"webhook_url": url, "max_attempts": 100, "retry_backoff": "1m"}}
+    ).alerts
+    queue_alert(db, Event.SYNC_FAILED, now=NOW, reason="upstream unreachable")
+    with db.write():  # as if it had failed this often already (2**59 minutes overflows)
+        db.db.execute("UPDATE alert_outbox SET attempts = 60")
+    report = deliver_pending(db, settings, Clock(NOW))
+    assert report.failed == 1
+    (alert,) = db.pending_alerts()
+    assert alert.attempts == 61 and alert.next_attempt_at == NOW + timedelta(hours=6)
+
+
 def test_an_alert_is_dropped_after_max_attempts_with_a_log_line(tmp_path, receiver, caplog):
     db = Database(tmp_path / "db.sqlite3")
     db.migrate()
