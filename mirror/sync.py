@@ -537,7 +537,10 @@ class Syncer:
         # Never build a path from the upstream's filename: it is attacker-written.
         temp = self.tmp_dir / f"download-{os.getpid()}-{next(_temp_counter)}"
         try:
-            result = self.upstream.download(file, temp)
+            # A listing without sizes (PEP 503 HTML) cannot be filtered by max_file_size
+            # beforehand: the download itself stops there.
+            limit = self.settings.sync.max_file_size or None
+            result = self.upstream.download(file, temp, max_bytes=limit)
             inspection = inspect_file(temp, self._context(name, file))
             findings = list(inspection.findings)
             findings.extend(_weak_upstream_hash(file))

@@ -279,19 +279,26 @@ class UpstreamClient:
 
     # ------------------------------------------------------------ downloads
 
-    def download(self, file: UpstreamFile, dest: Path) -> DownloadResult:
+    def download(
+        self, file: UpstreamFile, dest: Path, *, max_bytes: int | None = None
+    ) -> DownloadResult:
         """Stream ``file`` to ``dest`` verifying its declared hash; ``dest`` is removed on
-        any failure, so it holds either the whole verified file or nothing."""
+        any failure, so it holds either the whole verified file or nothing. ``max_bytes``
+        bounds a file whose listing gave no size (PEP 503 HTML never does)."""
         url = file.url
         if urlsplit(url).scheme not in ("http", "https"):
             raise DownloadError(f"GET {url}: not an http(s) URL", url=url)
         try:
-            return self._retrying(url, DownloadError, lambda: self._download_attempt(file, dest))
+            return self._retrying(
+                url, DownloadError, lambda: self._download_attempt(file, dest, max_bytes)
+            )
         except BaseException:
             dest.unlink(missing_ok=True)
             raise
 
-    def _download_attempt(self, file: UpstreamFile, dest: Path) -> DownloadResult:
+    def _download_attempt(
+        self, file: UpstreamFile, dest: Path, max_bytes: int | None
+    ) -> DownloadResult:
         url = file.url
         algorithm, expected = _declared_hash(file.hashes)
         final_url, response = self._open(url, {"Accept-Encoding": "identity"}, DownloadError)
@@ -299,6 +306,11 @@ class UpstreamClient:
         try:
             _check_status(url, response, error=DownloadError)
             declared_length = _int_or_none(response.headers.get("Content-Length"))
+            if file.size is None and max_bytes and (declared_length or 0) > max_bytes:
+                raise DownloadError(
+                    f"GET {url}: {declared_length} bytes is over the {max_bytes}-byte limit",
+                    url=url,
+                )
             sha256 = hashlib.sha256()
             other = hashlib.new(algorithm) if algorithm not in (None, "sha256") else None
             received = 0
@@ -313,6 +325,10 @@ class UpstreamClient:
                         raise DownloadError(
                             f"GET {url}: more than the {file.size} bytes the upstream listed",
                             url=url,
+                        )
+                    if file.size is None and max_bytes and received > max_bytes:
+                        raise DownloadError(
+                            f"GET {url}: more than the {max_bytes}-byte limit", url=url
                         )
                     sha256.update(chunk)
                     if other is not None:

@@ -3,6 +3,7 @@ idempotence, cooldown with a fixed clock, dependency confusion."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -307,3 +308,17 @@ def test_dependencies_of_a_file_held_for_findings_are_not_followed(tmp_path, fak
     syncer.run()
     assert db.project("payload") is None
     assert db.file_by_filename("shady-1.0-py3-none-any.whl").state is State.QUARANTINED
+
+
+def test_max_file_size_bounds_a_download_the_listing_gave_no_size(tmp_path, fake_index, build):
+    index = fake_index("html")  # PEP 503 pages say nothing of sizes
+    index.add(make_sdist(build, "big", "1.0", files={"big/blob.bin": os.urandom(300_000)}))
+    index.add(make_wheel(build, "big", "1.0"))
+    syncer, db = make_syncer(
+        tmp_path, index.url, sync={"projects": ["big"], "max_file_size": "100KiB"}
+    )
+    summary = syncer.run()
+    assert summary.failed == 1 and "big-1.0.tar.gz" in summary.errors[0]
+    assert "byte limit" in summary.errors[0]
+    assert [row.filename for row in db.files()] == ["big-1.0-py3-none-any.whl"]
+    assert list((tmp_path / "data" / "tmp").iterdir()) == []

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import http.server
 import json
 import os
 import socket
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
@@ -578,3 +580,45 @@ def test_closed_client_refuses(make_index, build, tmp_path):
         file = by_name(client.project_page("alpha").files)[WHEEL]
     with pytest.raises(DownloadError, match="closed"):
         client.download(file, tmp_path / "out")
+
+
+class _NoLengthHandler(http.server.BaseHTTPRequestHandler):
+    """A body with no Content-Length (HTTP/1.0, ends when the connection closes)."""
+
+    body = b"x" * 300_000
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_file_listed_without_a_size_is_bounded_by_max_bytes(make_index, clients, build, tmp_path):
+    index = make_index(api="html")  # PEP 503: no sizes
+    big = make_sdist(build, "alpha", "1.0", files={"alpha/blob.bin": os.urandom(300_000)})
+    index.add(big)
+    client = clients(index.url)
+    (file,) = client.project_page("alpha").files
+    assert file.size is None
+    dest = tmp_path / "out"
+    with pytest.raises(DownloadError, match="100000-byte limit"):
+        client.download(file, dest, max_bytes=100_000)  # refused by its Content-Length
+    assert not dest.exists()
+    assert client.download(file, dest, max_bytes=10_000_000).sha256 == sha256(big)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NoLengthHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/files/alpha-1.0.tar.gz"
+        streamed = dataclasses.replace(file, url=url, hashes={})
+        with pytest.raises(DownloadError, match="more than the 100000-byte limit"):
+            client.download(streamed, dest, max_bytes=100_000)
+        assert not dest.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
