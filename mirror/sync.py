@@ -60,6 +60,7 @@ from quarantine.checks import (
     UPSTREAM_DELETED,
     UPSTREAM_HASH_MISSING,
 )
+from quarantine.checks.installed import popular_projects
 from quarantine.drift import DriftContext, Snapshot, drift_findings, snapshot_of
 from quarantine.findings import CheckContext, Finding, Severity
 from quarantine.inspection import Inspection, inspect_file
@@ -654,7 +655,9 @@ class Syncer:
         if previous is None:
             return []
         current = snapshot_of(inspection, provenance.publishers if provenance else None)
-        known = self.db.project_names()
+        # The mirror carries only what it was asked for: a normal release that starts
+        # depending on a well-known project must not look like a payload carrier.
+        known = self.db.project_names() | popular_projects()
         now = self.clock()
         young = frozenset(
             dependency

@@ -174,7 +174,8 @@ def snapshot_of(
 class DriftContext:
     """What the mirror knows beyond the two files."""
 
-    # Projects the mirror has seen (normalized). A new dependency outside it is unknown.
+    # Projects the mirror has seen, and well-known ones (normalized): a new dependency
+    # outside it is unknown.
     known_projects: frozenset[str] | None = None
     # Projects whose first upstream upload is recent (created in the last 30 days).
     young_projects: frozenset[str] = frozenset()

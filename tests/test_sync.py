@@ -322,3 +322,21 @@ def test_max_file_size_bounds_a_download_the_listing_gave_no_size(tmp_path, fake
     assert "byte limit" in summary.errors[0]
     assert [row.filename for row in db.files()] == ["big-1.0-py3-none-any.whl"]
     assert list((tmp_path / "data" / "tmp").iterdir()) == []
+
+
+def test_a_new_dependency_on_a_well_known_project_is_not_unknown(tmp_path, fake_index, build):
+    index = fake_index("json")
+    index.add(make_wheel(build, "app", "1.0"), upload_time=OLD)
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["app"], "dependencies": False})
+    syncer.run()
+    index.add(
+        make_wheel(build, "app", "1.1", requires_dist=["requests>=2", "colorama2"]),
+        upload_time=OLD,
+    )
+    syncer.run()
+    row = db.file_by_filename("app-1.1-py3-none-any.whl")
+    found = {(f["check_id"], f["evidence"]) for f in db.findings(row.id)}
+    # requests is not carried here, but it is one of the most-downloaded projects.
+    assert ("drift-new-dependency", "requests>=2") in found
+    assert ("drift-new-unknown-dependency", "colorama2") in found
+    assert ("drift-new-unknown-dependency", "requests>=2") not in found
