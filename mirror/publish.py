@@ -5,9 +5,10 @@ A caller that acted on what a person saw says so with ``only_from``: "approve on
 is still held" must not quietly overturn a rejection someone made in the meantime.
 
 Order matters for safety. Approve copies the blob into the published store *before* the
-state flips, so a listed file always has its bytes. Revoke flips the state *before*
-deleting the bytes, so the index stops listing a file before it stops existing; the file
-route also checks the servable view, so a leftover blob is never served.
+state flips, so a listed file always has its bytes. Revoke flips the state and re-renders
+the pages in one transaction, *before* deleting the bytes, so the index stops listing a
+file before it stops existing; the file route also checks the servable view, so a
+leftover blob is never served.
 """
 
 from __future__ import annotations
@@ -100,7 +101,6 @@ class Publisher:
                 self._transition(row, REVOCABLE, State.REVOKED, actor, reason)
                 done.append(row)
         finally:
-            self._refresh(done)
             for row in done:
                 # The same bytes may still be published under another approved filename.
                 if not self.db.sha256_still_servable(row.sha256):
@@ -120,6 +120,10 @@ class Publisher:
                 self.db.transition(
                     row.id, expected=expected, to=to, actor=actor, reason=reason, now=now
                 )
+                if to is State.REVOKED:
+                    # In the same transaction: no moment, not even for a process killed
+                    # right after the commit, when a revoked file is still listed.
+                    refresh_pages(self.db, [row.project])
                 if to in _ALERTED:
                     queue_alert(
                         self.db, _ALERTED[to], now=now, reason=reason, file=row, actor=actor
