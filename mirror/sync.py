@@ -566,43 +566,47 @@ class Syncer:
             temp.unlink(missing_ok=True)
 
         now = self.clock()
-        file_id = self.db.add_file(
-            NewFile(
-                project=name,
-                version=str(candidate.version),
-                filename=file.filename,
-                kind=candidate.kind,
-                sha256=result.sha256,
-                size=result.size,
-                upstream_url=file.url,
-                upload_time=file.upload_time,
-                requires_python=file.requires_python,
-                yanked=file.yanked,
-                upstream_core_metadata=file.core_metadata,
-                metadata_sha256=metadata_sha256,
-                requires_dist=inspection.requires_dist,
-            ),
-            findings,
-            now=now,
-            details=FileDetails(
-                core_metadata=inspection.core_metadata,
-                members=inspection.members,
-                members_truncated=inspection.members_truncated,
-                entry_points=inspection.entry_points,
-            ),
-        )
-        if provenance is not None:
-            self.db.save_provenance(
-                file_id,
-                provenance_sha256=_sha256(provenance.data),
-                publishers=[
-                    (p.kind, p.repository, p.workflow, p.environment) for p in provenance.publishers
-                ],
-                verification=provenance.verification.value,
-                detail=provenance.detail,
+        # The row, its provenance and its advisory hits in one transaction: a file is
+        # never recorded (and later approved) without what was learnt about it.
+        with self.db.write():
+            file_id = self.db.add_file(
+                NewFile(
+                    project=name,
+                    version=str(candidate.version),
+                    filename=file.filename,
+                    kind=candidate.kind,
+                    sha256=result.sha256,
+                    size=result.size,
+                    upstream_url=file.url,
+                    upload_time=file.upload_time,
+                    requires_python=file.requires_python,
+                    yanked=file.yanked,
+                    upstream_core_metadata=file.core_metadata,
+                    metadata_sha256=metadata_sha256,
+                    requires_dist=inspection.requires_dist,
+                ),
+                findings,
+                now=now,
+                details=FileDetails(
+                    core_metadata=inspection.core_metadata,
+                    members=inspection.members,
+                    members_truncated=inspection.members_truncated,
+                    entry_points=inspection.entry_points,
+                ),
             )
-        if named:
-            self.db.record_advisory_hits(file_id, named, now)
+            if provenance is not None:
+                self.db.save_provenance(
+                    file_id,
+                    provenance_sha256=_sha256(provenance.data),
+                    publishers=[
+                        (p.kind, p.repository, p.workflow, p.environment)
+                        for p in provenance.publishers
+                    ],
+                    verification=provenance.verification.value,
+                    detail=provenance.detail,
+                )
+            if named:
+                self.db.record_advisory_hits(file_id, named, now)
         row = self.db.file_by_id(file_id)
         assert row is not None
         return self._apply_policy(row, findings, now), row

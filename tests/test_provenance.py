@@ -156,3 +156,26 @@ def test_a_failed_provenance_fetch_fails_the_file_until_the_next_sync(tmp_path, 
     syncer.run()
     assert db.file_by_filename(wheel.name).state is State.APPROVED
     assert json.loads(json.dumps(db.provenance(db.file_by_filename(wheel.name).id)))["publishers"]
+
+
+def test_a_file_is_never_recorded_without_its_provenance(tmp_path, fake_index, build):
+    index = fake_index("json")
+    attested = make_wheel(build, "widget", "1.0")
+    index.add(attested, upload_time=OLD, provenance=make_provenance([ACME]))
+    syncer, db = make_syncer(tmp_path, index.url, sync={"projects": ["widget"]})
+    # The database refuses the provenance row (as a full disk or a lock would).
+    with db.write():
+        db.db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON provenance"
+            " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    summary = syncer.run()
+    assert summary.failed == 1 and "disk full" in summary.errors[0]
+    assert db.file_by_filename(attested.name) is None  # not half-recorded
+
+    with db.write():
+        db.db.execute("DROP TRIGGER refuse")
+    syncer.run()
+    row = db.file_by_filename(attested.name)
+    assert row.state is State.APPROVED and row.provenance_sha256
+    assert db.provenance(row.id)["publishers"][0][1] == "acme/widget"
