@@ -620,6 +620,12 @@ def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) ->
     except BackupError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.line(target))
+    # The backup's files are in the states they had then: a file revoked since (by an
+    # advisory loaded after the backup) is approved again until the advisories say otherwise.
+    click.echo(
+        "before serving: run `qmirror advisories update` (the backup knows only the "
+        "advisories loaded when it was taken; a file revoked since is listed again until then)"
+    )
 
 
 # ---------------------------------------------------------------- export

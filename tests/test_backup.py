@@ -68,6 +68,7 @@ def test_backup_while_serving_then_restore_and_serve_to_pip(tmp_path, mirror):
     fresh = tmp_path / "restored"
     restored = qmirror(config, "restore", str(backup_dir), "--into", str(fresh))
     assert restored.stdout.startswith("restored the database and 4 blobs"), restored.stdout
+    assert "before serving: run `qmirror advisories update`" in restored.stdout
     restored_config = write_config(tmp_path / "restored.toml", fresh, index.url)
     status = json.loads(qmirror(restored_config, "status", "--json").stdout)
     assert status["counts"]["approved"] == 1 and status["counts"]["quarantined"] == 1
