@@ -25,7 +25,7 @@ from werkzeug.wrappers import Response
 from mirror.auth import token_allows
 from mirror.db import FileRow, QueueFilter, State, TokenRole
 from mirror.publish import APPROVABLE, OVERTURNABLE, Publisher, PublishError
-from mirror.web.security import actor
+from mirror.web.security import actor, whole_number
 from quarantine.findings import Severity
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -92,9 +92,10 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    number = whole_number(value)
+    if number is None:
         abort(400, description=f"{name} must be a non-negative integer")
-    return min(int(value), maximum)
+    return min(number, maximum)
 
 
 @bp.get("/files")

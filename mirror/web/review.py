@@ -32,7 +32,7 @@ from mirror.publish import (
     PublishError,
     clean_held,
 )
-from mirror.web.security import actor, login_required
+from mirror.web.security import actor, login_required, whole_number
 from quarantine.drift import Snapshot, drift_findings
 from quarantine.findings import Finding, Severity
 from quarantine.policy import COOLDOWN_REASON
@@ -117,9 +117,10 @@ def _bounded_int(params: Mapping[str, str], name: str, default: int, low: int, h
     value = params.get(name) or ""
     if not value:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    number = whole_number(value)
+    if number is None or not low <= number <= high:
         abort(400, description=f"{name} must be a whole number from {low} to {high}")
-    return int(value)
+    return number
 
 
 def queue_view(params: Mapping[str, str]) -> QueueView:
@@ -483,9 +484,10 @@ def _ids(values: list[str], limit: int) -> list[int]:
     """File ids from a form, in order, each once."""
     if len(values) > limit:
         raise Refused(400, f"At most {limit} files can be decided at once. {NOTHING_CHANGED}")
-    if not all(value.isdigit() and len(value) <= 18 for value in values):
-        raise Refused(400, "File ids are numbers.")
-    return list(dict.fromkeys(int(value) for value in values))
+    ids = [whole_number(value) for value in values]
+    if None in ids:
+        raise Refused(400, f"File ids are numbers. {NOTHING_CHANGED}")
+    return list(dict.fromkeys(file_id for file_id in ids if file_id is not None))
 
 
 def _seen_state(value: str) -> State:
@@ -502,10 +504,11 @@ def _seen_states(values: list[str]) -> dict[int, State]:
     """The bulk form's ``seen_state`` fields, ``ID:STATE`` for each row it showed."""
     seen = {}
     for value in values[: MAX_PER_PAGE + MAX_BULK]:
-        file_id, _, state = value.partition(":")
-        if not file_id.isdigit() or len(file_id) > 18:
+        text, _, state = value.partition(":")
+        file_id = whole_number(text)
+        if file_id is None:
             raise Refused(400, f"A malformed form; reload the page. {NOTHING_CHANGED}")
-        seen[int(file_id)] = _seen_state(state)
+        seen[file_id] = _seen_state(state)
     return seen
 
 

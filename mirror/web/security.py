@@ -45,6 +45,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 PRIVATE_PREFIXES = ("/admin", "/api/")
+# The largest request body Flask reads: every form and API body is a few kilobytes (a bulk
+# decision of 500 files is under 40 KB). Without a cap, a multipart POST to the login page
+# is spooled to disk however large, and a JSON body read into memory, before any check.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +61,7 @@ def init_app(app: Flask, accounts: Accounts, *, data_dir: Path, https: bool) -> 
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
         PERMANENT_SESSION_LIFETIME=accounts.session_lifetime,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
     )
     app.extensions["qmirror_accounts"] = accounts
     app.before_request(_load_session)
@@ -181,6 +186,18 @@ def login_required(role: Role = Role.REVIEWER) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+MAX_DIGITS = 18  # a whole number from a URL or form: far past any id or page, within int64
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a non-negative whole number, or None. Only ASCII digits, and at most
+    MAX_DIGITS of them: ``str.isdigit`` also accepts ``²`` (which ``int`` refuses), and
+    ``int`` refuses strings of over 4300 digits, so either would be a 500, not a 400."""
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def safe_next(target: str | None, default: str) -> str:

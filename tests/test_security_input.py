@@ -1,0 +1,73 @@
+"""Security review: input an attacker controls is bounded and malformed input is a 400 or
+413, never a 500 or an unbounded read (in-process app)."""
+
+from __future__ import annotations
+
+import pytest
+
+from mirror.db import Role, TokenRole
+from mirror.web.security import MAX_REQUEST_BYTES
+from tests.support.admin import AdminSite, csrf
+
+
+@pytest.fixture
+def site(tmp_path):
+    return AdminSite(tmp_path)
+
+
+def bearer(site, role=TokenRole.REVIEWER):
+    secret = site.accounts.create_token("probe", role, actor="test").secret
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(site):
+    big = b"x" * (MAX_REQUEST_BYTES + 1)
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="junk"; filename="junk.bin"\r\n\r\n'
+        + big
+        + b"\r\n--b--\r\n"
+    )
+    upload = site.client().post(
+        "/admin/login", data=body, content_type="multipart/form-data; boundary=b"
+    )
+    assert upload.status_code == 413
+    assert upload.headers["Cache-Control"] == "no-store"
+    api = site.client().post(
+        "/api/v1/files/1/approve",
+        data=b'{"reason": "' + big + b'"}',
+        headers={**bearer(site), "Content-Type": "application/json"},
+    )
+    assert api.status_code == 413 and api.json["error"] == "Request Entity Too Large"
+
+
+def test_a_bulk_form_of_the_largest_allowed_size_fits_the_body_limit(site):
+    site.user("ada")
+    client = site.logged_in("ada")
+    form = {
+        "csrf_token": csrf(client),
+        "action": "approve",
+        "reason": "r" * 2000,
+        "file_id": [str(10**17 + n) for n in range(500)],
+        "seen_state": [f"{10**17 + n}:quarantined" for n in range(700)],
+    }
+    response = client.post("/admin/bulk", data=form)
+    assert response.status_code == 400 and "No file has id" in response.text
+
+
+@pytest.mark.parametrize("number", ["²", "1" * 5000, "-1", "１"])
+def test_numbers_in_urls_and_forms_that_are_not_ascii_digits_are_a_400(site, number):
+    site.user("ada")
+    client = site.logged_in("ada")
+    assert client.get("/admin/", query_string={"page": number}).status_code == 400
+    assert client.get("/admin/", query_string={"per_page": number}).status_code == 400
+    api = site.client().get("/api/v1/files", query_string={"limit": number}, headers=bearer(site))
+    assert api.status_code == 400 and "non-negative integer" in api.json["detail"]
+    token = csrf(client)
+    for form in (
+        {"file_id": number, "seen_state": "1:quarantined"},
+        {"file_id": "1", "seen_state": f"{number}:quarantined"},
+    ):
+        data = {"csrf_token": token, "action": "approve", "reason": "because", **form}
+        response = client.post("/admin/bulk", data=data)
+        assert response.status_code == 400, form
+        assert "Nothing was changed" in response.text
