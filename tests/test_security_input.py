@@ -71,3 +71,12 @@ def test_numbers_in_urls_and_forms_that_are_not_ascii_digits_are_a_400(site, num
         response = client.post("/admin/bulk", data=data)
         assert response.status_code == 400, form
         assert "Nothing was changed" in response.text
+
+
+@pytest.mark.parametrize("name", ["project", "q", "check"])
+def test_api_filters_are_bounded(site, name):
+    headers = bearer(site)
+    fits = site.client().get("/api/v1/files", query_string={name: "x" * 200}, headers=headers)
+    assert fits.status_code == 200 and fits.json["files"] == []
+    long = site.client().get("/api/v1/files", query_string={name: "x" * 201}, headers=headers)
+    assert long.status_code == 400 and "at most 200" in long.json["detail"]

@@ -32,6 +32,7 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_LIMIT = 500
 MAX_REASON = 2000
+MAX_FILTER_CHARS = 200  # a project name, search text or check id; as the review queue's
 VERBS = ("approve", "reject", "revoke")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +99,13 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     return min(number, maximum)
 
 
+def _filter_arg(name: str) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and len(value) > MAX_FILTER_CHARS:
+        abort(400, description=f"{name} can have at most {MAX_FILTER_CHARS} characters")
+    return value
+
+
 @bp.get("/files")
 def list_files() -> Response:
     state = request.args.get("state", "quarantined")
@@ -108,10 +116,10 @@ def list_files() -> Response:
         abort(400, description="unknown severity")
     where = QueueFilter(
         states=tuple(State) if state == "all" else (State(state),),
-        project=request.args.get("project") or None,
-        search=request.args.get("q") or None,
+        project=_filter_arg("project"),
+        search=_filter_arg("q"),
         severity=severity,
-        check_id=request.args.get("check") or None,
+        check_id=_filter_arg("check"),
     )
     limit = _int_arg("limit", 100, MAX_LIMIT)
     offset = _int_arg("offset", 0, 10**9)
