@@ -72,6 +72,11 @@ def check_username(name: str) -> str:
     return name
 
 
+def user_actor(name: str) -> str:
+    """How the audit log (and a token's ``created_by``) names a person acting."""
+    return f"user:{name}"
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -124,19 +129,44 @@ class Accounts:
             self.db.log_event(actor, "user.passwd", name, "sessions ended", now=now)
 
     def set_disabled(self, name: str, disabled: bool, *, actor: str) -> None:
+        """Disable (or enable) a user. Disabling ends their sessions and revokes every
+        token they made: they saw its secret, so it would let them act on after leaving.
+        Enabling them again brings no token back."""
         user = self._user(name)
         now = self.clock()
         with self.db.write():
             self.db.update_user(user.id, now=now, disabled=disabled)
             action = "user.disable" if disabled else "user.enable"
             self.db.log_event(actor, action, name, "sessions ended", now=now)
+            if disabled:
+                self._revoke_tokens_of(name, above=None, actor=actor, now=now)
 
     def set_role(self, name: str, role: Role, *, actor: str) -> None:
+        """Change a user's role. An admin made reviewer loses the admin tokens they made:
+        no token may do more than the person who holds its secret."""
         user = self._user(name)
         now = self.clock()
         with self.db.write():
             self.db.update_user(user.id, now=now, role=Role(role))
             self.db.log_event(actor, "user.role", name, f"role {Role(role).value}", now=now)
+            if Role(role) is Role.REVIEWER:
+                self._revoke_tokens_of(name, above=TokenRole.REVIEWER, actor=actor, now=now)
+
+    def _revoke_tokens_of(
+        self, name: str, *, above: TokenRole | None, actor: str, now: datetime
+    ) -> None:
+        """Revoke the live tokens ``name`` made (only those of a role above ``above``,
+        when given), one audit row each; inside the caller's transaction."""
+        for token in self.db.tokens():
+            if (
+                token.created_by != user_actor(name)
+                or token.revoked_at is not None
+                or (above is not None and not _token_role_above(token.role, above))
+            ):
+                continue
+            self.db.revoke_token(token.id, now)
+            why = "its creator was disabled" if above is None else "its creator's role is lower"
+            self.db.log_event(actor, "token.revoke", f"token {token.id}", why, now=now)
 
     # ------------------------------------------------------------ login and sessions
 
@@ -237,9 +267,15 @@ def same_secret(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+TOKEN_ROLE_ORDER = (TokenRole.READ, TokenRole.REVIEWER, TokenRole.ADMIN)
+
+
 def token_allows(token: TokenRow, needed: TokenRole) -> bool:
-    order = [TokenRole.READ, TokenRole.REVIEWER, TokenRole.ADMIN]
-    return order.index(token.role) >= order.index(needed)
+    return TOKEN_ROLE_ORDER.index(token.role) >= TOKEN_ROLE_ORDER.index(needed)
+
+
+def _token_role_above(role: TokenRole, than: TokenRole) -> bool:
+    return TOKEN_ROLE_ORDER.index(role) > TOKEN_ROLE_ORDER.index(than)
 
 
 def role_allows(role: Role, needed: Role) -> bool:

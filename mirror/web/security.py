@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from mirror.auth import Accounts, role_allows, same_secret
+from mirror.auth import Accounts, role_allows, same_secret, user_actor
 from mirror.db import Role, SessionRow, UserRow
 
 SESSION_COOKIE = "qmirror_session"
@@ -105,7 +105,7 @@ def actor() -> str:
     """How the audit log names whoever is acting in this request."""
     user = current_user()
     if user is not None:
-        return f"user:{user.name}"
+        return user_actor(user.name)
     token = g.get("qmirror_token")
     return f"token:{token.id}:{token.name}" if token is not None else "anonymous"
 

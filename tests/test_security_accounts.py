@@ -1,0 +1,72 @@
+"""Security review: what a person's standing means for their sessions and tokens, and
+which user names may be made (in-process app)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from mirror.db import Role, TokenRole
+from tests.support.admin import AdminSite, csrf
+
+TOKEN_SECRET = "qm_"
+
+
+@pytest.fixture
+def site(tmp_path):
+    return AdminSite(tmp_path, server={"index_auth": True})
+
+
+def web_token(site, client, role: str) -> str:
+    """A token made on the users page, as its creator would; returns the secret shown."""
+    page = client.post(
+        "/admin/tokens", data={"csrf_token": csrf(client), "name": f"ci-{role}", "role": role}
+    )
+    assert page.status_code == 200
+    start = page.text.index(TOKEN_SECRET)
+    return page.text[start : page.text.index("<", start)]
+
+
+def api_status(site, secret: str) -> int:
+    return (
+        site.client()
+        .get("/api/v1/files", headers={"Authorization": f"Bearer {secret}"})
+        .status_code
+    )
+
+
+def index_status(site, secret: str) -> int:
+    basic = base64.b64encode(f"pip:{secret}".encode()).decode()
+    return site.client().get("/simple/", headers={"Authorization": f"Basic {basic}"}).status_code
+
+
+def test_disabling_a_user_revokes_the_tokens_they_made(site):
+    site.user("ada", Role.ADMIN)
+    site.user("bob", Role.ADMIN)
+    bob = site.logged_in("bob")
+    bobs = web_token(site, bob, "reviewer")
+    adas = web_token(site, site.logged_in("ada"), "read")
+    assert api_status(site, bobs) == 200 and index_status(site, bobs) == 200
+
+    ada = site.logged_in("ada")
+    response = ada.post("/admin/users/bob/disable", data={"csrf_token": csrf(ada)})
+    assert response.status_code == 303
+    assert api_status(site, bobs) == 401 and index_status(site, bobs) == 401
+    assert index_status(site, adas) == 200  # another's token is untouched
+    events = [(r["action"], r["subject"], r["reason"]) for r in site.db.audit_log()]
+    assert ("token.revoke", "token 1", "its creator was disabled") in events
+    # Enabling bob again brings no token back.
+    site.accounts.set_disabled("bob", False, actor="test")
+    assert api_status(site, bobs) == 401
+
+
+def test_an_admin_made_reviewer_loses_the_admin_tokens_they_made(site):
+    site.user("bob", Role.ADMIN)
+    bob = site.logged_in("bob")
+    admin_token, reviewer_token = web_token(site, bob, "admin"), web_token(site, bob, "reviewer")
+    site.accounts.set_role("bob", Role.REVIEWER, actor="cli:root")
+    assert api_status(site, admin_token) == 401
+    assert api_status(site, reviewer_token) == 200
+    live = {t.role for t in site.db.tokens() if t.revoked_at is None}
+    assert live == {TokenRole.REVIEWER}
