@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import hashlib
+from datetime import UTC, datetime
+
 import pytest
 
-from mirror.db import TokenRole
+from mirror.db import NewFile, State, TokenRole
 from mirror.web.security import MAX_REQUEST_BYTES
 from tests.support.admin import AdminSite, csrf
 
@@ -80,3 +83,40 @@ def test_api_filters_are_bounded(site, name):
     assert fits.status_code == 200 and fits.json["files"] == []
     long = site.client().get("/api/v1/files", query_string={name: "x" * 201}, headers=headers)
     assert long.status_code == 400 and "at most 200" in long.json["detail"]
+
+
+def held_files(site, count: int) -> list[int]:
+    """``count`` held files of as many projects, with names that do not compress."""
+    ids = []
+    for n in range(count):
+        name = "p" + hashlib.sha256(str(n).encode()).hexdigest()[:16]
+        filename = f"{name}-1.0-py3-none-any.whl"
+        site.db.ensure_project(name, name, "configured")
+        new = NewFile(
+            name, "1.0", filename, "bdist_wheel", hashlib.sha256(filename.encode()).hexdigest(),
+            10, f"https://files.example/{filename}", datetime(2026, 1, 1, tzinfo=UTC), None,
+            None, None, None, (),
+        )  # fmt: skip
+        ids.append(site.db.add_file(new, [], now=site.clock()))
+    return ids
+
+
+def test_a_bulk_decision_of_the_most_files_reports_them_within_a_cookie(site):
+    site.user("ada")
+    client = site.logged_in("ada")
+    ids = held_files(site, 500)
+    response = client.post(
+        "/admin/bulk",
+        data={
+            "csrf_token": csrf(client),
+            "action": "reject",
+            "reason": "typosquats",
+            "file_id": [str(i) for i in ids],
+            "seen_state": [f"{i}:quarantined" for i in ids],
+        },
+    )  # a cookie over 4 KB is a warning (an error here) and dropped by browsers
+    assert response.status_code == 303
+    assert len(response.headers["Set-Cookie"]) < 2048
+    page = client.get(response.headers["Location"]).text
+    assert "Rejected 500 files: p" in page and " and 490 more." in page
+    assert all(site.db.file_by_id(i).state is State.REJECTED for i in ids)

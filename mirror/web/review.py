@@ -47,6 +47,7 @@ MAX_REASON = 2000
 MAX_ECHO = 4 * MAX_REASON  # how much of a refused reason is shown back
 MAX_FILTER_CHARS = 200
 MEMBERS_SHOWN = 1000
+FLASHES_SHOWN = 10  # files a bulk decision's messages name one by one
 STATE_FILTERS = ("quarantined", "approved", "rejected", "revoked", "all")
 # Form action -> what the flash message says was done.
 DONE = {"approve": "Approved", "overturn": "Approved", "reject": "Rejected", "revoke": "Revoked"}
@@ -225,8 +226,7 @@ def bulk() -> Response | tuple[str, int]:
         return render_queue(view, status=refusal.status, error=refusal.message, typed=typed)
     # Each file on its own: one that someone decides in the instant since the check
     # above is reported and does not stop the rest.
-    for row in rows:
-        _decide_one(verb, row, reason)
+    _decide_all(verb, rows, reason)
     return _back(url_for("review.queue", **view.args()))
 
 
@@ -449,8 +449,7 @@ def approve_release(file_id: int) -> Response | tuple[str, int]:
         return render_file(
             _file_or_404(file_id), status=refusal.status, error=refusal.message, typed=typed
         )
-    for held in clean:
-        _decide_one("approve", held, reason)
+    _decide_all("approve", clean, reason)
     return _back(url_for("review.file", file_id=file_id))
 
 
@@ -571,14 +570,29 @@ def _decide(verb: str, row: FileRow, reason: str) -> None:
         raise Refused(409, f"{error}. {NOTHING_CHANGED}") from None
 
 
-def _decide_one(verb: str, row: FileRow, reason: str) -> None:
-    """:func:`_decide` for one of several files: the outcome is a flash message."""
-    try:
-        _decide(verb, row, reason)
-    except Refused as refusal:
-        flash(refusal.message, "error")
+def _decide_all(verb: str, rows: Iterable[FileRow], reason: str) -> None:
+    """:func:`_decide` for each of several files, one not stopping the rest; the outcome
+    is flash messages, one per file up to FLASHES_SHOWN, then a summary. (Flashes live in
+    the session cookie: one per file of a 500-file decision is a cookie browsers drop.)"""
+    done: list[FileRow] = []
+    refused: list[str] = []
+    for row in rows:
+        try:
+            _decide(verb, row, reason)
+        except Refused as refusal:
+            refused.append(refusal.message)
+            continue
+        done.append(row)
+    for message in refused[:FLASHES_SHOWN]:
+        flash(message, "error")
+    if len(refused) > FLASHES_SHOWN:
+        flash(f"And {len(refused) - FLASHES_SHOWN} more files were refused.", "error")
+    if len(done) <= FLASHES_SHOWN:
+        for row in done:
+            flash(f"{DONE[verb]} {row.filename}.", "ok")
         return
-    flash(f"{DONE[verb]} {row.filename}.", "ok")
+    names = ", ".join(row.filename for row in done[:FLASHES_SHOWN])
+    flash(f"{DONE[verb]} {len(done)} files: {names} and {len(done) - FLASHES_SHOWN} more.", "ok")
 
 
 def _back(target: str) -> Response:
