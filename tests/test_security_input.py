@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mirror.db import NewFile, State, TokenRole
+from mirror.db import FileDetails, NewFile, State, TokenRole
 from mirror.web.security import MAX_REQUEST_BYTES
+from quarantine.inspection import ListedMember
 from tests.support.admin import AdminSite, csrf
 
 
@@ -120,3 +121,20 @@ def test_a_bulk_decision_of_the_most_files_reports_them_within_a_cookie(site):
     page = client.get(response.headers["Location"]).text
     assert "Rejected 500 files: p" in page and " and 490 more." in page
     assert all(site.db.file_by_id(i).state is State.REJECTED for i in ids)
+
+
+def test_the_plain_text_member_list_cannot_be_forged_by_a_member_name(site):
+    site.user("ada")
+    client = site.logged_in("ada")
+    (file_id,) = held_files(site, 1)
+    forged = "pkg/a.py\n0\tfile\t-\tinnocent.py"
+    members = (
+        ListedMember(forged, 5, "file", "sha256=x\tfake"),
+        ListedMember("b.py", 1, "file", None),
+    )
+    site.db.save_file_details(file_id, FileDetails(None, members, False))
+    text = client.get(f"/admin/files/{file_id}/members").text
+    assert text.splitlines() == [
+        "5\tfile\tsha256=x\\x09fake\tpkg/a.py\\x0a0\\x09file\\x09-\\x09innocent.py",
+        "1\tfile\t-\tb.py",
+    ]

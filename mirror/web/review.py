@@ -33,6 +33,7 @@ from mirror.publish import (
     clean_held,
 )
 from mirror.web.security import actor, login_required, whole_number
+from quarantine.checks.unicode import escaped
 from quarantine.drift import Snapshot, drift_findings
 from quarantine.findings import Finding, Severity
 from quarantine.policy import COOLDOWN_REASON
@@ -387,11 +388,16 @@ def raw_metadata(file_id: int) -> Response:
 @bp.get("/files/<int:file_id>/members")
 @login_required(Role.REVIEWER)
 def raw_members(file_id: int) -> Response:
-    """Every recorded member, one per line (size, type, RECORD hash, name)."""
+    """Every recorded member, one per line (size, type, RECORD hash, name). Names and
+    hashes are the archive's: a newline or tab in one is shown as an escape, so it
+    cannot forge a line (or a column) of its own."""
     details = _services().db.file_details(file_id)
     if details is None:
         abort(404, description="No member list was recorded for this file.")
-    lines = (f"{m.size}\t{m.type}\t{m.record_hash or '-'}\t{m.name}\n" for m in details.members)
+    lines = (
+        f"{m.size}\t{m.type}\t{escaped(m.record_hash or '-')}\t{escaped(m.name)}\n"
+        for m in details.members
+    )
     return Response(
         "".join(lines),
         headers={
