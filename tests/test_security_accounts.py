@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from mirror.db import Role, TokenRole
-from tests.support.admin import AdminSite, csrf
+from tests.support.admin import AdminSite, csrf, login
 
 TOKEN_SECRET = "qm_"
 
@@ -70,3 +70,14 @@ def test_an_admin_made_reviewer_loses_the_admin_tokens_they_made(site):
     assert api_status(site, reviewer_token) == 200
     live = {t.role for t in site.db.tokens() if t.revoked_at is None}
     assert live == {TokenRole.REVIEWER}
+
+
+def test_logging_in_over_a_live_session_ends_it(site):
+    site.user("ada")
+    site.user("bob")
+    client = site.logged_in("ada")
+    adas_cookie = client.get_cookie("qmirror_session").value
+    assert login(client, "bob").status_code == 303
+    assert "bob" in client.get("/admin/").text
+    client.set_cookie("qmirror_session", adas_cookie)
+    assert client.get("/admin/").status_code == 302  # ada's session ended with the new login

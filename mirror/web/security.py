@@ -118,6 +118,11 @@ def _load_session() -> None:
 
 
 def start_session(secret: str) -> None:
+    previous = session.get(SESSION_ID)
+    if isinstance(previous, str):
+        # A login over a live session (another user at the same browser) ends that one:
+        # its row would outlive the cookie that named it.
+        accounts().logout(previous)
     session.clear()  # a fresh cookie at login: no fixation of a pre-login one
     session[SESSION_ID] = secret
     session.permanent = True
