@@ -138,3 +138,12 @@ def test_the_plain_text_member_list_cannot_be_forged_by_a_member_name(site):
         "5\tfile\tsha256=x\\x09fake\tpkg/a.py\\x0a0\\x09file\\x09-\\x09innocent.py",
         "1\tfile\t-\tb.py",
     ]
+
+
+@pytest.mark.parametrize("seen", [[1], {}, 1, True])
+def test_an_api_seen_state_that_is_not_a_string_is_a_400(site, seen):
+    for url in ("/api/v1/files/1/approve", "/api/v1/releases/foo/1.0/approve"):
+        response = site.client().post(
+            url, json={"reason": "checked", "seen_state": seen}, headers=bearer(site)
+        )
+        assert response.status_code == 400 and "seen_state" in response.json["detail"]

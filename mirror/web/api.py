@@ -188,7 +188,7 @@ def _body() -> dict[str, Any]:
     if not isinstance(data.get("overturn", False), bool):
         abort(400, description="overturn must be true or false")
     seen = data.get("seen_state")
-    if seen is not None and seen not in {s.value for s in State}:
+    if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in State}):
         abort(400, description="seen_state must be quarantined, approved, rejected or revoked")
     return data
 
