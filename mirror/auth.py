@@ -65,7 +65,12 @@ def check_password_strength(password: str) -> None:
 
 def check_username(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > USERNAME_MAX or not all(c.isalnum() or c in "._-@" for c in name):
+    if (
+        not name
+        or len(name) > USERNAME_MAX
+        or not all(c.isalnum() or c in "._-@" for c in name)
+        or not name.strip(".")  # "." and ".." are path segments in the users page's URLs
+    ):
         raise AuthError(
             f"a user name is 1-{USERNAME_MAX} letters, digits and . _ - @ (got {name[:80]!r})"
         )
@@ -108,6 +113,10 @@ class Accounts:
         password_hash = hash_password(password)
         now = self.clock()
         with self.db.write():
+            # "Ada" next to "ada" would read as one person in the audit log.
+            taken = next((u.name for u in self.db.users() if u.name.lower() == name.lower()), None)
+            if taken is not None:
+                raise AuthError(f"a user named {taken!r} already exists")
             user_id = self.db.add_user(name, password_hash, Role(role), now)
             self.db.log_event(actor, "user.add", name, f"role {Role(role).value}", now=now)
         user = self.db.user_by_id(user_id)

@@ -8,7 +8,7 @@ import base64
 import pytest
 
 from mirror.db import Role, TokenRole
-from tests.support.admin import AdminSite, csrf, login
+from tests.support.admin import PASSWORD, AdminSite, csrf, login
 
 TOKEN_SECRET = "qm_"
 
@@ -81,3 +81,36 @@ def test_logging_in_over_a_live_session_ends_it(site):
     assert "bob" in client.get("/admin/").text
     client.set_cookie("qmirror_session", adas_cookie)
     assert client.get("/admin/").status_code == 302  # ada's session ended with the new login
+
+
+@pytest.mark.parametrize("name", ["ADA", "Ada", ".", ".."])
+def test_user_names_that_read_as_another_or_as_a_path_are_refused(site, name):
+    site.user("ada")
+    admin = site.logged_in(site.user("root", Role.ADMIN))
+    response = admin.post(
+        "/admin/users",
+        data={
+            "csrf_token": csrf(admin),
+            "name": name,
+            "role": "reviewer",
+            "password": PASSWORD,
+            "password_again": PASSWORD,
+        },
+    )
+    assert response.status_code == 400 and "Nothing was changed" in response.text
+    assert site.db.user_by_name(name) is None
+
+
+def test_name_variants_and_forwarded_addresses_do_not_escape_the_login_limits(site):
+    site.user("ada")
+    for index, variant in enumerate(["ada", " ada", "ada ", "ada\t", "ada"]):
+        client = site.client()
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{index}"
+        assert login(client, variant, "guess guess guess").status_code == 401
+    assert login(site.client(), "ada").status_code == 429
+    for index in range(20):  # no trusted proxy: X-Forwarded-For is not the address
+        client = site.client()
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = f"198.51.100.{index}"
+        login(client, f"other{index}", "guess guess guess")
+    site.user("bob")
+    assert login(site.client(), "bob").status_code == 429
