@@ -147,3 +147,12 @@ def test_an_api_seen_state_that_is_not_a_string_is_a_400(site, seen):
             url, json={"reason": "checked", "seen_state": seen}, headers=bearer(site)
         )
         assert response.status_code == 400 and "seen_state" in response.json["detail"]
+
+
+def test_the_last_day_there_is_is_an_audit_filter_like_any_other(site):
+    site.user("ada")
+    client = site.logged_in("ada")
+    for query in ("until=9999-12-31", "format=csv&until=9999-12-31", "since=0001-01-01"):
+        response = client.get(f"/admin/audit?{query}")
+        assert response.status_code == 200, query
+        assert "user.add" in response.text
