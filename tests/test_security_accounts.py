@@ -114,3 +114,12 @@ def test_name_variants_and_forwarded_addresses_do_not_escape_the_login_limits(si
         login(client, f"other{index}", "guess guess guess")
     site.user("bob")
     assert login(site.client(), "bob").status_code == 429
+
+
+def test_an_https_mirror_tells_browsers_to_stay_on_https(tmp_path):
+    https = AdminSite(tmp_path / "https", server={"public_url": "https://pypi.example.com/"})
+    for path in ("/admin/login", "/admin/no-such-page", "/api/v1/files"):
+        response = https.client().get(path)
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000", path
+    plain = AdminSite(tmp_path / "http")
+    assert "Strict-Transport-Security" not in plain.client().get("/admin/login").headers

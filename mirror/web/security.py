@@ -44,6 +44,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# With an https public URL: browsers that once reached us over TLS never try plain http
+# again (where the session cookie, Secure or not, could be stripped or faked).
+HSTS = "max-age=31536000"
+HTTPS_ONLY = "QMIRROR_HTTPS_ONLY"
 PRIVATE_PREFIXES = ("/admin", "/api/")
 # The largest request body Flask reads: every form and API body is a few kilobytes (a bulk
 # decision of 500 files is under 40 KB). Without a cap, a multipart POST to the login page
@@ -63,6 +67,7 @@ def init_app(app: Flask, accounts: Accounts, *, data_dir: Path, https: bool) -> 
         PERMANENT_SESSION_LIFETIME=accounts.session_lifetime,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
     )
+    app.config[HTTPS_ONLY] = https
     app.extensions["qmirror_accounts"] = accounts
     app.before_request(_load_session)
     app.before_request(_check_csrf)
@@ -166,6 +171,8 @@ def _check_csrf() -> None:
 def _security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if current_app.config[HTTPS_ONLY]:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     if request.path.startswith(PRIVATE_PREFIXES):
         response.headers["Cache-Control"] = "no-store"
     return response
