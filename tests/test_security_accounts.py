@@ -123,3 +123,17 @@ def test_an_https_mirror_tells_browsers_to_stay_on_https(tmp_path):
         assert response.headers["Strict-Transport-Security"] == "max-age=31536000", path
     plain = AdminSite(tmp_path / "http")
     assert "Strict-Transport-Security" not in plain.client().get("/admin/login").headers
+
+
+def test_the_session_key_is_made_whole_and_a_short_one_is_refused(tmp_path):
+    from mirror.web.security import load_secret_key
+
+    path = tmp_path / "data" / "secret_key"
+    key = load_secret_key(path)
+    assert len(key) == 32 and path.read_bytes() == key
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert load_secret_key(path) == key  # every worker reads the same key
+    assert [p.name for p in path.parent.iterdir()] == ["secret_key"]  # nothing left aside
+    path.write_bytes(b"")  # as a worker saw it mid-write before keys were linked into place
+    with pytest.raises(RuntimeError, match="holds 0 bytes"):
+        AdminSite(tmp_path)

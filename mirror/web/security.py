@@ -75,21 +75,56 @@ def init_app(app: Flask, accounts: Accounts, *, data_dir: Path, https: bool) -> 
     app.context_processor(lambda: {"csrf_token": csrf_token, "current_user": current_user()})
 
 
+SECRET_KEY_BYTES = 32
+
+
 def load_secret_key(path: Path) -> bytes:
     """The key that signs session cookies: made once per data directory, readable only by
-    its owner, and shared by every worker (each reads the same file)."""
+    its owner, and shared by every worker (each reads the same file). It appears whole or
+    not at all (written aside, then linked into place), so a worker starting while another
+    makes it never reads a half-written, or empty, key."""
     try:
-        return path.read_bytes()
+        return _checked_key(path, path.read_bytes())
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
+    key = secrets.token_bytes(SECRET_KEY_BYTES)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(aside, path)
+        except FileExistsError:  # another worker made it first
+            return _checked_key(path, path.read_bytes())
+        except OSError:  # a file system without hard links: exclusive create, in place
+            return _create_in_place(path, key)
+    finally:
+        aside.unlink(missing_ok=True)
+    return key
+
+
+def _create_in_place(path: Path, key: bytes) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker made it first
-        return path.read_bytes()
+    except FileExistsError:
+        return _checked_key(path, path.read_bytes())
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)
+    return key
+
+
+def _checked_key(path: Path, key: bytes) -> bytes:
+    if len(key) < SECRET_KEY_BYTES:
+        # An empty key would make every admin page a 500 (Flask has no session without
+        # one); a short one signs cookies weakly. Neither is made here: say which file.
+        raise RuntimeError(
+            f"{path} holds {len(key)} bytes, not a {SECRET_KEY_BYTES}-byte key: remove it "
+            "(every session ends) and restart, and a new key is made"
+        )
     return key
 
 
