@@ -185,16 +185,20 @@ class Accounts:
         now = self.clock()
         since = now - LOGIN_WINDOW
         name = name.strip()[:USERNAME_MAX]
-        self._throttle(since, now, username=name)
-        self._throttle(since, now, ip=ip)
+        # The limits are checked and this attempt counted in one write transaction, before
+        # the (slow) password check: guesses sent at once cannot all pass a count of zero.
+        with self.db.write():
+            self._throttle(since, now, username=name)
+            self._throttle(since, now, ip=ip)
+            attempt = self.db.begin_login_attempt(name, ip, now)
         if len(password) > MAX_PASSWORD_LENGTH:
             password = ""
         user = self.db.user_by_name(name)
         ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
         ok = ok and user is not None and not user.disabled
-        self.db.record_login_attempt(name, ip, ok, now)
         if not ok or user is None:
             raise AuthError("Wrong user name or password, or the account is disabled.")
+        self.db.login_attempt_succeeded(attempt)
         self.db.prune_login_attempts(now - 4 * LOGIN_WINDOW)
         secret = secrets.token_urlsafe(32)
         self.db.create_session(

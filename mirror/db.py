@@ -1866,6 +1866,22 @@ class Database:
                 found.setdefault(file_id, []).append(check_id)
         return found
 
+    # ------------------------------------------------------------ login attempts, counted first
+
+    def begin_login_attempt(self, username: str, ip: str, now: datetime) -> int:
+        """A login attempt, counted as failed until :meth:`login_attempt_succeeded` says
+        otherwise: written before the password is checked, so simultaneous guesses are
+        counted against each other."""
+        cursor = self.db.execute(
+            "INSERT INTO login_attempts (username, ip, at, ok) VALUES (?, ?, ?, 0)",
+            [username, ip, iso(now)],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def login_attempt_succeeded(self, attempt_id: int) -> None:
+        self.db.execute("UPDATE login_attempts SET ok = 1 WHERE id = ?", [attempt_id])
+
 
 @dataclass(frozen=True)
 class LastSync:

@@ -4,11 +4,12 @@ which user names may be made (in-process app)."""
 from __future__ import annotations
 
 import base64
+import threading
 
 import pytest
 
 from mirror.db import Role, TokenRole
-from tests.support.admin import PASSWORD, AdminSite, csrf, login
+from tests.support.admin import PASSWORD, AdminSite, csrf, csrf_from, login
 
 TOKEN_SECRET = "qm_"
 
@@ -137,3 +138,30 @@ def test_the_session_key_is_made_whole_and_a_short_one_is_refused(tmp_path):
     path.write_bytes(b"")  # as a worker saw it mid-write before keys were linked into place
     with pytest.raises(RuntimeError, match="holds 0 bytes"):
         AdminSite(tmp_path)
+
+
+def test_simultaneous_guesses_get_no_more_tries_than_sequential_ones(site):
+    site.user("ada")
+    clients = [site.client() for _ in range(12)]
+    pages = [client.get("/admin/login") for client in clients]  # each its login CSRF token
+    start = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def guess(client, page):
+        data = {
+            "username": "ada",
+            "password": "guess guess guess",
+            "csrf_token": csrf_from(page.text),
+        }
+        start.wait()
+        statuses.append(client.post("/admin/login", data=data).status_code)
+        site.db.close()  # this thread's connection
+
+    threads = [
+        threading.Thread(target=guess, args=pair) for pair in zip(clients, pages, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [401] * 5 + [429] * 7
