@@ -65,11 +65,21 @@ def check_password_strength(password: str) -> None:
 
 def check_username(name: str) -> str:
     name = name.strip()
-    if not name or len(name) > USERNAME_MAX or not all(c.isalnum() or c in "._-@" for c in name):
+    if (
+        not name
+        or len(name) > USERNAME_MAX
+        or not all(c.isalnum() or c in "._-@" for c in name)
+        or not name.strip(".")  # "." and ".." are path segments in the users page's URLs
+    ):
         raise AuthError(
             f"a user name is 1-{USERNAME_MAX} letters, digits and . _ - @ (got {name[:80]!r})"
         )
     return name
+
+
+def user_actor(name: str) -> str:
+    """How the audit log (and a token's ``created_by``) names a person acting."""
+    return f"user:{name}"
 
 
 def digest(secret: str) -> str:
@@ -103,6 +113,10 @@ class Accounts:
         password_hash = hash_password(password)
         now = self.clock()
         with self.db.write():
+            # "Ada" next to "ada" would read as one person in the audit log.
+            taken = next((u.name for u in self.db.users() if u.name.lower() == name.lower()), None)
+            if taken is not None:
+                raise AuthError(f"a user named {taken!r} already exists")
             user_id = self.db.add_user(name, password_hash, Role(role), now)
             self.db.log_event(actor, "user.add", name, f"role {Role(role).value}", now=now)
         user = self.db.user_by_id(user_id)
@@ -124,19 +138,44 @@ class Accounts:
             self.db.log_event(actor, "user.passwd", name, "sessions ended", now=now)
 
     def set_disabled(self, name: str, disabled: bool, *, actor: str) -> None:
+        """Disable (or enable) a user. Disabling ends their sessions and revokes every
+        token they made: they saw its secret, so it would let them act on after leaving.
+        Enabling them again brings no token back."""
         user = self._user(name)
         now = self.clock()
         with self.db.write():
             self.db.update_user(user.id, now=now, disabled=disabled)
             action = "user.disable" if disabled else "user.enable"
             self.db.log_event(actor, action, name, "sessions ended", now=now)
+            if disabled:
+                self._revoke_tokens_of(name, above=None, actor=actor, now=now)
 
     def set_role(self, name: str, role: Role, *, actor: str) -> None:
+        """Change a user's role. An admin made reviewer loses the admin tokens they made:
+        no token may do more than the person who holds its secret."""
         user = self._user(name)
         now = self.clock()
         with self.db.write():
             self.db.update_user(user.id, now=now, role=Role(role))
             self.db.log_event(actor, "user.role", name, f"role {Role(role).value}", now=now)
+            if Role(role) is Role.REVIEWER:
+                self._revoke_tokens_of(name, above=TokenRole.REVIEWER, actor=actor, now=now)
+
+    def _revoke_tokens_of(
+        self, name: str, *, above: TokenRole | None, actor: str, now: datetime
+    ) -> None:
+        """Revoke the live tokens ``name`` made (only those of a role above ``above``,
+        when given), one audit row each; inside the caller's transaction."""
+        for token in self.db.tokens():
+            if (
+                token.created_by != user_actor(name)
+                or token.revoked_at is not None
+                or (above is not None and not _token_role_above(token.role, above))
+            ):
+                continue
+            self.db.revoke_token(token.id, now)
+            why = "its creator was disabled" if above is None else "its creator's role is lower"
+            self.db.log_event(actor, "token.revoke", f"token {token.id}", why, now=now)
 
     # ------------------------------------------------------------ login and sessions
 
@@ -146,16 +185,20 @@ class Accounts:
         now = self.clock()
         since = now - LOGIN_WINDOW
         name = name.strip()[:USERNAME_MAX]
-        self._throttle(since, now, username=name)
-        self._throttle(since, now, ip=ip)
+        # The limits are checked and this attempt counted in one write transaction, before
+        # the (slow) password check: guesses sent at once cannot all pass a count of zero.
+        with self.db.write():
+            self._throttle(since, now, username=name)
+            self._throttle(since, now, ip=ip)
+            attempt = self.db.begin_login_attempt(name, ip, now)
         if len(password) > MAX_PASSWORD_LENGTH:
             password = ""
         user = self.db.user_by_name(name)
         ok = check_password_hash(user.password_hash if user else _dummy_hash(), password)
         ok = ok and user is not None and not user.disabled
-        self.db.record_login_attempt(name, ip, ok, now)
         if not ok or user is None:
             raise AuthError("Wrong user name or password, or the account is disabled.")
+        self.db.login_attempt_succeeded(attempt)
         self.db.prune_login_attempts(now - 4 * LOGIN_WINDOW)
         secret = secrets.token_urlsafe(32)
         self.db.create_session(
@@ -237,9 +280,15 @@ def same_secret(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+TOKEN_ROLE_ORDER = (TokenRole.READ, TokenRole.REVIEWER, TokenRole.ADMIN)
+
+
 def token_allows(token: TokenRow, needed: TokenRole) -> bool:
-    order = [TokenRole.READ, TokenRole.REVIEWER, TokenRole.ADMIN]
-    return order.index(token.role) >= order.index(needed)
+    return TOKEN_ROLE_ORDER.index(token.role) >= TOKEN_ROLE_ORDER.index(needed)
+
+
+def _token_role_above(role: TokenRole, than: TokenRole) -> bool:
+    return TOKEN_ROLE_ORDER.index(role) > TOKEN_ROLE_ORDER.index(than)
 
 
 def role_allows(role: Role, needed: Role) -> bool:

@@ -1274,12 +1274,6 @@ class Database:
     def delete_session(self, id_hash: str) -> None:
         self.db.execute("DELETE FROM sessions WHERE id_hash = ?", [id_hash])
 
-    def record_login_attempt(self, username: str, ip: str, ok: bool, now: datetime) -> None:
-        self.db.execute(
-            "INSERT INTO login_attempts (username, ip, at, ok) VALUES (?, ?, ?, ?)",
-            [username, ip, iso(now), int(ok)],
-        )
-
     def failed_logins(
         self, *, since: datetime, username: str | None = None, ip: str | None = None
     ) -> tuple[int, datetime | None]:
@@ -1869,6 +1863,22 @@ class Database:
             ).fetchall():
                 found.setdefault(file_id, []).append(check_id)
         return found
+
+    # ------------------------------------------------------------ login attempts, counted first
+
+    def begin_login_attempt(self, username: str, ip: str, now: datetime) -> int:
+        """A login attempt, counted as failed until :meth:`login_attempt_succeeded` says
+        otherwise: written before the password is checked, so simultaneous guesses are
+        counted against each other."""
+        cursor = self.db.execute(
+            "INSERT INTO login_attempts (username, ip, at, ok) VALUES (?, ?, ?, 0)",
+            [username, ip, iso(now)],
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def login_attempt_succeeded(self, attempt_id: int) -> None:
+        self.db.execute("UPDATE login_attempts SET ok = 1 WHERE id = ?", [attempt_id])
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,14 @@ from werkzeug.wrappers import Response
 from mirror.auth import token_allows
 from mirror.db import FileRow, QueueFilter, State, TokenRole
 from mirror.publish import APPROVABLE, OVERTURNABLE, Publisher, PublishError
-from mirror.web.security import actor
+from mirror.web.security import actor, whole_number
 from quarantine.findings import Severity
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 MAX_LIMIT = 500
 MAX_REASON = 2000
+MAX_FILTER_CHARS = 200  # a project name, search text or check id; as the review queue's
 VERBS = ("approve", "reject", "revoke")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -92,9 +93,17 @@ def _int_arg(name: str, default: int, maximum: int) -> int:
     value = request.args.get(name)
     if value is None:
         return default
-    if not value.isdigit():
+    number = whole_number(value)
+    if number is None:
         abort(400, description=f"{name} must be a non-negative integer")
-    return min(int(value), maximum)
+    return min(number, maximum)
+
+
+def _filter_arg(name: str) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and len(value) > MAX_FILTER_CHARS:
+        abort(400, description=f"{name} can have at most {MAX_FILTER_CHARS} characters")
+    return value
 
 
 @bp.get("/files")
@@ -107,10 +116,10 @@ def list_files() -> Response:
         abort(400, description="unknown severity")
     where = QueueFilter(
         states=tuple(State) if state == "all" else (State(state),),
-        project=request.args.get("project") or None,
-        search=request.args.get("q") or None,
+        project=_filter_arg("project"),
+        search=_filter_arg("q"),
         severity=severity,
-        check_id=request.args.get("check") or None,
+        check_id=_filter_arg("check"),
     )
     limit = _int_arg("limit", 100, MAX_LIMIT)
     offset = _int_arg("offset", 0, 10**9)
@@ -179,7 +188,7 @@ def _body() -> dict[str, Any]:
     if not isinstance(data.get("overturn", False), bool):
         abort(400, description="overturn must be true or false")
     seen = data.get("seen_state")
-    if seen is not None and seen not in {s.value for s in State}:
+    if seen is not None and (not isinstance(seen, str) or seen not in {s.value for s in State}):
         abort(400, description="seen_state must be quarantined, approved, rejected or revoked")
     return data
 

@@ -415,7 +415,7 @@ def audit_filter(args: Mapping[str, str]) -> tuple[AuditFilter, dict[str, str]]:
         since=None if since is None else datetime(since.year, since.month, since.day, tzinfo=UTC),
         until=(
             None
-            if until is None
+            if until is None or until == date.max  # its next day is past datetime's range
             else datetime(until.year, until.month, until.day, tzinfo=UTC) + timedelta(days=1)
         ),
     )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, is_normalized_name
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
@@ -136,12 +136,14 @@ class SimpleIndex:
         if name:
             if "/" in name.rstrip("/"):
                 return _plain(start_response, "404 Not Found", "Not Found\n")
-            if not name.endswith("/"):
-                return _redirect(start_response, _project_url(name, query))
-            project = name[:-1]
+            project = name.removesuffix("/")
             normalized = canonicalize_name(project)
-            if normalized != project:
-                return _redirect(start_response, _project_url(project, query))
+            if normalized != project or not name.endswith("/"):
+                # Only a name that could be a project is sent on: the path is decoded, so
+                # it may hold CR/LF, which must never reach a Location header.
+                if not is_normalized_name(normalized):
+                    return _plain(start_response, "404 Not Found", "Not Found\n")
+                return _redirect(start_response, _project_url(normalized, query))
         format_param = parse_qs(query).get("format", [None])[0] if query else None
         content_type = negotiate(environ.get("HTTP_ACCEPT"), format_param)
         if content_type is None:
@@ -165,8 +167,8 @@ class SimpleIndex:
         return [] if method == "HEAD" else [page.body]
 
 
-def _project_url(project: str, query: str) -> str:
-    return f"/simple/{canonicalize_name(project)}/" + (f"?{query}" if query else "")
+def _project_url(normalized: str, query: str) -> str:
+    return f"/simple/{normalized}/" + (f"?{query}" if query else "")
 
 
 def _redirect(start_response: StartResponse, location: str) -> list[bytes]:

@@ -32,7 +32,8 @@ from mirror.publish import (
     PublishError,
     clean_held,
 )
-from mirror.web.security import actor, login_required
+from mirror.web.security import actor, login_required, whole_number
+from quarantine.checks.unicode import escaped
 from quarantine.drift import Snapshot, drift_findings
 from quarantine.findings import Finding, Severity
 from quarantine.policy import COOLDOWN_REASON
@@ -47,6 +48,7 @@ MAX_REASON = 2000
 MAX_ECHO = 4 * MAX_REASON  # how much of a refused reason is shown back
 MAX_FILTER_CHARS = 200
 MEMBERS_SHOWN = 1000
+FLASHES_SHOWN = 10  # files a bulk decision's messages name one by one
 STATE_FILTERS = ("quarantined", "approved", "rejected", "revoked", "all")
 # Form action -> what the flash message says was done.
 DONE = {"approve": "Approved", "overturn": "Approved", "reject": "Rejected", "revoke": "Revoked"}
@@ -117,9 +119,10 @@ def _bounded_int(params: Mapping[str, str], name: str, default: int, low: int, h
     value = params.get(name) or ""
     if not value:
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    number = whole_number(value)
+    if number is None or not low <= number <= high:
         abort(400, description=f"{name} must be a whole number from {low} to {high}")
-    return int(value)
+    return number
 
 
 def queue_view(params: Mapping[str, str]) -> QueueView:
@@ -224,8 +227,7 @@ def bulk() -> Response | tuple[str, int]:
         return render_queue(view, status=refusal.status, error=refusal.message, typed=typed)
     # Each file on its own: one that someone decides in the instant since the check
     # above is reported and does not stop the rest.
-    for row in rows:
-        _decide_one(verb, row, reason)
+    _decide_all(verb, rows, reason)
     return _back(url_for("review.queue", **view.args()))
 
 
@@ -386,11 +388,16 @@ def raw_metadata(file_id: int) -> Response:
 @bp.get("/files/<int:file_id>/members")
 @login_required(Role.REVIEWER)
 def raw_members(file_id: int) -> Response:
-    """Every recorded member, one per line (size, type, RECORD hash, name)."""
+    """Every recorded member, one per line (size, type, RECORD hash, name). Names and
+    hashes are the archive's: a newline or tab in one is shown as an escape, so it
+    cannot forge a line (or a column) of its own."""
     details = _services().db.file_details(file_id)
     if details is None:
         abort(404, description="No member list was recorded for this file.")
-    lines = (f"{m.size}\t{m.type}\t{m.record_hash or '-'}\t{m.name}\n" for m in details.members)
+    lines = (
+        f"{m.size}\t{m.type}\t{escaped(m.record_hash or '-')}\t{escaped(m.name)}\n"
+        for m in details.members
+    )
     return Response(
         "".join(lines),
         headers={
@@ -448,8 +455,7 @@ def approve_release(file_id: int) -> Response | tuple[str, int]:
         return render_file(
             _file_or_404(file_id), status=refusal.status, error=refusal.message, typed=typed
         )
-    for held in clean:
-        _decide_one("approve", held, reason)
+    _decide_all("approve", clean, reason)
     return _back(url_for("review.file", file_id=file_id))
 
 
@@ -483,9 +489,10 @@ def _ids(values: list[str], limit: int) -> list[int]:
     """File ids from a form, in order, each once."""
     if len(values) > limit:
         raise Refused(400, f"At most {limit} files can be decided at once. {NOTHING_CHANGED}")
-    if not all(value.isdigit() and len(value) <= 18 for value in values):
-        raise Refused(400, "File ids are numbers.")
-    return list(dict.fromkeys(int(value) for value in values))
+    ids = [whole_number(value) for value in values]
+    if None in ids:
+        raise Refused(400, f"File ids are numbers. {NOTHING_CHANGED}")
+    return list(dict.fromkeys(file_id for file_id in ids if file_id is not None))
 
 
 def _seen_state(value: str) -> State:
@@ -502,10 +509,11 @@ def _seen_states(values: list[str]) -> dict[int, State]:
     """The bulk form's ``seen_state`` fields, ``ID:STATE`` for each row it showed."""
     seen = {}
     for value in values[: MAX_PER_PAGE + MAX_BULK]:
-        file_id, _, state = value.partition(":")
-        if not file_id.isdigit() or len(file_id) > 18:
+        text, _, state = value.partition(":")
+        file_id = whole_number(text)
+        if file_id is None:
             raise Refused(400, f"A malformed form; reload the page. {NOTHING_CHANGED}")
-        seen[int(file_id)] = _seen_state(state)
+        seen[file_id] = _seen_state(state)
     return seen
 
 
@@ -568,14 +576,29 @@ def _decide(verb: str, row: FileRow, reason: str) -> None:
         raise Refused(409, f"{error}. {NOTHING_CHANGED}") from None
 
 
-def _decide_one(verb: str, row: FileRow, reason: str) -> None:
-    """:func:`_decide` for one of several files: the outcome is a flash message."""
-    try:
-        _decide(verb, row, reason)
-    except Refused as refusal:
-        flash(refusal.message, "error")
+def _decide_all(verb: str, rows: Iterable[FileRow], reason: str) -> None:
+    """:func:`_decide` for each of several files, one not stopping the rest; the outcome
+    is flash messages, one per file up to FLASHES_SHOWN, then a summary. (Flashes live in
+    the session cookie: one per file of a 500-file decision is a cookie browsers drop.)"""
+    done: list[FileRow] = []
+    refused: list[str] = []
+    for row in rows:
+        try:
+            _decide(verb, row, reason)
+        except Refused as refusal:
+            refused.append(refusal.message)
+            continue
+        done.append(row)
+    for message in refused[:FLASHES_SHOWN]:
+        flash(message, "error")
+    if len(refused) > FLASHES_SHOWN:
+        flash(f"And {len(refused) - FLASHES_SHOWN} more files were refused.", "error")
+    if len(done) <= FLASHES_SHOWN:
+        for row in done:
+            flash(f"{DONE[verb]} {row.filename}.", "ok")
         return
-    flash(f"{DONE[verb]} {row.filename}.", "ok")
+    names = ", ".join(row.filename for row in done[:FLASHES_SHOWN])
+    flash(f"{DONE[verb]} {len(done)} files: {names} and {len(done) - FLASHES_SHOWN} more.", "ok")
 
 
 def _back(target: str) -> Response:

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from mirror.auth import Accounts, role_allows, same_secret
+from mirror.auth import Accounts, role_allows, same_secret, user_actor
 from mirror.db import Role, SessionRow, UserRow
 
 SESSION_COOKIE = "qmirror_session"
@@ -44,7 +44,15 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# With an https public URL: browsers that once reached us over TLS never try plain http
+# again (where the session cookie, Secure or not, could be stripped or faked).
+HSTS = "max-age=31536000"
+HTTPS_ONLY = "QMIRROR_HTTPS_ONLY"
 PRIVATE_PREFIXES = ("/admin", "/api/")
+# The largest request body Flask reads: every form and API body is a few kilobytes (a bulk
+# decision of 500 files is under 40 KB). Without a cap, a multipart POST to the login page
+# is spooled to disk however large, and a JSON body read into memory, before any check.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,7 +65,9 @@ def init_app(app: Flask, accounts: Accounts, *, data_dir: Path, https: bool) -> 
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=https,
         PERMANENT_SESSION_LIFETIME=accounts.session_lifetime,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
     )
+    app.config[HTTPS_ONLY] = https
     app.extensions["qmirror_accounts"] = accounts
     app.before_request(_load_session)
     app.before_request(_check_csrf)
@@ -65,21 +75,56 @@ def init_app(app: Flask, accounts: Accounts, *, data_dir: Path, https: bool) -> 
     app.context_processor(lambda: {"csrf_token": csrf_token, "current_user": current_user()})
 
 
+SECRET_KEY_BYTES = 32
+
+
 def load_secret_key(path: Path) -> bytes:
     """The key that signs session cookies: made once per data directory, readable only by
-    its owner, and shared by every worker (each reads the same file)."""
+    its owner, and shared by every worker (each reads the same file). It appears whole or
+    not at all (written aside, then linked into place), so a worker starting while another
+    makes it never reads a half-written, or empty, key."""
     try:
-        return path.read_bytes()
+        return _checked_key(path, path.read_bytes())
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
+    key = secrets.token_bytes(SECRET_KEY_BYTES)
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(aside, path)
+        except FileExistsError:  # another worker made it first
+            return _checked_key(path, path.read_bytes())
+        except OSError:  # a file system without hard links: exclusive create, in place
+            return _create_in_place(path, key)
+    finally:
+        aside.unlink(missing_ok=True)
+    return key
+
+
+def _create_in_place(path: Path, key: bytes) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another worker made it first
-        return path.read_bytes()
+    except FileExistsError:
+        return _checked_key(path, path.read_bytes())
     with os.fdopen(fd, "wb") as handle:
         handle.write(key)
+    return key
+
+
+def _checked_key(path: Path, key: bytes) -> bytes:
+    if len(key) < SECRET_KEY_BYTES:
+        # An empty key would make every admin page a 500 (Flask has no session without
+        # one); a short one signs cookies weakly. Neither is made here: say which file.
+        raise RuntimeError(
+            f"{path} holds {len(key)} bytes, not a {SECRET_KEY_BYTES}-byte key: remove it "
+            "(every session ends) and restart, and a new key is made"
+        )
     return key
 
 
@@ -100,7 +145,7 @@ def actor() -> str:
     """How the audit log names whoever is acting in this request."""
     user = current_user()
     if user is not None:
-        return f"user:{user.name}"
+        return user_actor(user.name)
     token = g.get("qmirror_token")
     return f"token:{token.id}:{token.name}" if token is not None else "anonymous"
 
@@ -113,6 +158,11 @@ def _load_session() -> None:
 
 
 def start_session(secret: str) -> None:
+    previous = session.get(SESSION_ID)
+    if isinstance(previous, str):
+        # A login over a live session (another user at the same browser) ends that one:
+        # its row would outlive the cookie that named it.
+        accounts().logout(previous)
     session.clear()  # a fresh cookie at login: no fixation of a pre-login one
     session[SESSION_ID] = secret
     session.permanent = True
@@ -156,6 +206,8 @@ def _check_csrf() -> None:
 def _security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if current_app.config[HTTPS_ONLY]:
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     if request.path.startswith(PRIVATE_PREFIXES):
         response.headers["Cache-Control"] = "no-store"
     return response
@@ -181,6 +233,18 @@ def login_required(role: Role = Role.REVIEWER) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+MAX_DIGITS = 18  # a whole number from a URL or form: far past any id or page, within int64
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a non-negative whole number, or None. Only ASCII digits, and at most
+    MAX_DIGITS of them: ``str.isdigit`` also accepts ``²`` (which ``int`` refuses), and
+    ``int`` refuses strings of over 4300 digits, so either would be a 500, not a 400."""
+    if not text or len(text) > MAX_DIGITS or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def safe_next(target: str | None, default: str) -> str:
