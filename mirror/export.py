@@ -27,6 +27,7 @@ An export killed at any point leaves a tree pip can use, and the next one comple
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -39,9 +40,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
+from mirror.config import Settings, parse_s3_url
 from mirror.db import Database
 from mirror.publish import metadata_key, provenance_key
 from mirror.simple import (
@@ -55,6 +57,11 @@ from mirror.simple import (
     render_project,
 )
 from mirror.storage import BlobNotFound, BlobStore, StorageError
+from mirror.web.index import ONE_YEAR
+from mirror.web.pages import PAGE_MAX_AGE
+
+if TYPE_CHECKING:
+    from mirror.s3 import ObjectHeaders
 
 log = logging.getLogger("qmirror.export")
 
@@ -66,6 +73,13 @@ PAGE_TYPES = {HTML: f"{LEGACY_HTML_TYPE}; charset=utf-8", JSON: JSON_TYPE}
 FILE_TYPE = "application/octet-stream"
 METADATA_TYPE = "text/plain; charset=utf-8"
 PROVENANCE_TYPE = "application/vnd.pypi.integrity.v1+json"
+MANIFEST_TYPE = "application/json"
+# For targets that store caching per object: pages as long as the app lets them be cached
+# (a revocation reaches pip within a minute), files for ever (the URL names the bytes),
+# the manifest never (only the next export reads it).
+PAGE_CACHE = f"max-age={PAGE_MAX_AGE}, public"
+FILE_CACHE = f"public, max-age={ONE_YEAR}, immutable"
+MANIFEST_CACHE = "no-store"
 # A listed file: (sha256, filename, has core metadata, has provenance).
 Entry = tuple[str, str, bool, bool]
 CHECKPOINT_SECONDS = 30.0  # a long copy records its progress this often
@@ -102,6 +116,11 @@ class ExportTarget(Protocol):
 
     def put_path(self, key: str, path: Path, content_type: str) -> None:
         """Store a local file (the published store's own, when it is on this machine)."""
+
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        """Copy a published blob without its bytes passing through this process; the
+        size copied, or None when this target cannot (the caller streams it). A missing
+        blob raises ``BlobNotFound``."""
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
@@ -207,6 +226,9 @@ class DirectoryTarget:
                         raise
             shutil.copyfile(path, temp)  # sendfile/copy_file_range: in the kernel, streamed
 
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        return None  # put_path is the local copy (or hardlink)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
@@ -221,18 +243,176 @@ class DirectoryTarget:
                 raise ExportError(f"{self.root}: cannot delete {key}: {error.strerror}") from None
 
 
-def open_target(spec: str, *, base: Path, hardlink: bool = False) -> ExportTarget:
-    """``--to``: a directory (relative to ``base`` unless absolute). Other schemes are
-    named here, so a typo is an error rather than a directory called ``s3:``."""
+class S3Target:
+    """``s3://bucket/prefix``: objects under the prefix, for an S3 website, a CDN in front
+    of the bucket, or pip reading the bucket's REST endpoint itself.
+
+    Each object carries its Content-Type and Cache-Control (an S3 website has no Accept
+    negotiation and no extension map). Every PUT is atomic in S3 itself, so a reader sees
+    an old object or the new one. Big files are multipart, streamed, through the same
+    ``TRANSFER`` config as the S3 store, and copied server-side from a published S3 store
+    on the same client.
+
+    Each HTML page is also written at its directory key (``simple/flask/`` next to
+    ``simple/flask/index.html``): the REST endpoint and a CDN without website hosting do
+    not map a trailing slash to ``index.html``, and pip asks for ``simple/flask/``. It is
+    one more PUT per changed project, derived from the page's key (the manifest needs no
+    entry of its own), and it lets a private bucket behind a CDN serve pip over HTTPS.
+    """
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        from mirror.s3 import S3ObjectTree  # boto3 is imported only by those who use it
+
+        self.bucket = bucket
+        self.prefix = prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+        self.tree = S3ObjectTree(client, bucket, self.prefix, "export")
+
+    @property
+    def client(self) -> Any:
+        return self.tree.client
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".removesuffix("/")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except BlobNotFound:
+            raise  # the source's blob, not the target: the exporter takes a fresh snapshot
+        except StorageError as error:
+            raise ExportError(str(error)) from None
+
+    @staticmethod
+    def _headers(key: str, content_type: str) -> ObjectHeaders:
+        from mirror.s3 import ObjectHeaders
+
+        cache = PAGE_CACHE if key.startswith("simple/") else FILE_CACHE
+        return ObjectHeaders(content_type, cache)
+
+    @staticmethod
+    def _directory_key(key: str) -> str | None:
+        """``simple/flask/index.html`` -> ``simple/flask/`` (and the root's, ``simple/``)."""
+        if key.startswith("simple/") and key.endswith("/index.html"):
+            return key.removesuffix("index.html")
+        return None
+
+    def is_empty(self) -> bool:
+        with self._errors():
+            return self.tree.is_empty()
+
+    def read_manifest(self) -> bytes | None:
+        with self._errors():
+            return self.tree.read_bytes(MANIFEST_KEY)
+
+    def write_manifest(self, data: bytes) -> None:
+        from mirror.s3 import ObjectHeaders
+
+        with self._errors():
+            self.tree.put_bytes(MANIFEST_KEY, data, ObjectHeaders(MANIFEST_TYPE, MANIFEST_CACHE))
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        _check_key(key)
+        headers = self._headers(key, content_type)
+        with self._errors():
+            self.tree.put_bytes(key, body, headers)
+            directory = self._directory_key(key)
+            if directory is not None:
+                self.tree.put_bytes(directory, body, headers)
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        _check_key(key)
+        with self._errors():
+            self.tree.put_stream_with(key, stream, self._headers(key, content_type))
+
+    def put_path(self, key: str, path: Path, content_type: str) -> None:
+        _check_key(key)
+        with self._errors():
+            self.tree.put_path(key, path, self._headers(key, content_type))
+
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        _check_key(key)
+        with self._errors():
+            return self.tree.copy_blob(source, blob, key, self._headers(key, content_type))
+
+    def delete(self, key: str) -> None:
+        _check_key(key)
+        with self._errors():
+            # The directory key first: while the page is in the manifest, a killed export
+            # deletes both again next time.
+            directory = self._directory_key(key)
+            if directory is not None:
+                self.tree.delete(directory)
+            self.tree.delete(key)
+
+
+def open_target(
+    spec: str,
+    *,
+    base: Path,
+    hardlink: bool = False,
+    s3_client: Callable[[], Any] | None = None,
+) -> ExportTarget:
+    """``--to``: a directory (relative to ``base`` unless absolute) or ``s3://bucket/prefix``
+    (through the client ``s3_client`` makes). Other schemes are named here, so a typo is an
+    error rather than a directory called ``ftp:``."""
     scheme = urlsplit(spec).scheme if "://" in spec else ""
     if scheme == "s3":
-        raise ExportError(f"--to {spec}: S3 export targets are not available yet; give a directory")
+        try:
+            bucket, prefix = parse_s3_url(spec)
+        except ValueError as error:
+            raise ExportError(f"--to {spec}: {error}") from None
+        if s3_client is None:
+            raise ExportError(f"--to {spec}: no S3 client configured for an s3:// target")
+        return S3Target(s3_client(), bucket, prefix)
     if scheme:
-        raise ExportError(f"--to {spec}: unknown target {scheme}://; give a directory")
+        raise ExportError(
+            f"--to {spec}: unknown target {scheme}://; give a directory or s3://bucket/prefix"
+        )
     if not spec.strip():
-        raise ExportError("--to: empty; give a directory")
+        raise ExportError("--to: empty; give a directory or s3://bucket/prefix")
     path = Path(spec).expanduser()
     return DirectoryTarget(path if path.is_absolute() else base / path, hardlink=hardlink)
+
+
+def open_configured_target(
+    spec: str, settings: Settings, published: BlobStore, *, base: Path, hardlink: bool = False
+) -> ExportTarget:
+    """``open_target`` for the command: an s3:// target reaches the endpoint and region of
+    ``[storage]`` unless ``[export]`` names others, and shares the published store's
+    client when it can (so files are copied server-side). An export is meant to be
+    public: it may not be a prefix that holds the quarantine."""
+    target = open_target(
+        spec, base=base, hardlink=hardlink, s3_client=lambda: _export_s3_client(settings, published)
+    )
+    if isinstance(target, S3Target):
+        _refuse_quarantine_overlap(target, settings)
+    return target
+
+
+def _export_s3_client(settings: Settings, published: BlobStore) -> Any:
+    from mirror.s3 import S3Store, s3_client
+
+    storage = settings.storage
+    endpoint_url = settings.export.endpoint_url or storage.endpoint_url
+    region = settings.export.region or storage.region
+    same_service = (endpoint_url, region) == (storage.endpoint_url, storage.region)
+    if same_service and isinstance(published, S3Store):
+        return published.client
+    return s3_client(dataclasses.replace(storage, endpoint_url=endpoint_url, region=region))
+
+
+def _refuse_quarantine_overlap(target: S3Target, settings: Settings) -> None:
+    storage = settings.storage
+    if storage.backend != "s3" or (settings.export.endpoint_url not in ("", storage.endpoint_url)):
+        return
+    bucket = storage.quarantine_bucket or storage.bucket
+    prefix = f"{storage.prefix}quarantine/"
+    if target.bucket == bucket and prefix.startswith(target.prefix):
+        raise ExportError(
+            f"{target.describe()}: holds the quarantine (s3://{bucket}/{prefix}), which must"
+            " never be readable where the export is; give another bucket or prefix"
+        )
 
 
 def normalize_files_url(url: str) -> str:
@@ -625,6 +805,9 @@ class Exporter:
             else FILE_TYPE
         )
         try:
+            copied = self.target.copy_blob(self.published, blob, key, content_type)
+            if copied is not None:
+                return copied
             local = self.published.local_path(blob)
             if local is not None:
                 self.target.put_path(key, local, content_type)
@@ -673,7 +856,9 @@ __all__ = [
     "ExportReport",
     "ExportTarget",
     "Manifest",
+    "S3Target",
     "export",
     "export_lock",
+    "open_configured_target",
     "open_target",
 ]
