@@ -37,7 +37,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
@@ -753,10 +753,16 @@ class Exporter:
                     if self.clock() - checkpoint > CHECKPOINT_SECONDS:
                         target.write_manifest(manifest.dumps())
                         checkpoint, unrecorded = self.clock(), 0
-        finally:
-            # Keep what was copied, even when a copy failed: the next export goes on.
+        except BaseException:
+            # Keep what was copied, even when a copy failed: the next export goes on. When
+            # the target cannot take even that (its endpoint is gone), the copy's error is
+            # the one to report.
             if unrecorded:
-                target.write_manifest(manifest.dumps())
+                with suppress(ExportError):
+                    target.write_manifest(manifest.dumps())
+            raise
+        if unrecorded:
+            target.write_manifest(manifest.dumps())
 
         # 2. Project pages, then the root that links them.
         reuse = not self.full and manifest.files_url == self.files_url
