@@ -37,6 +37,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -96,7 +97,10 @@ class ExportError(Exception):
 class ExportTarget(Protocol):
     """Where an export goes: a small object-store-shaped interface (keys are relative
     POSIX paths such as ``simple/flask/index.json``). Every put is atomic: a reader sees
-    the old object or the new one, never part of one."""
+    the old object or the new one, never part of one. Puts may be called from
+    ``copy_concurrency`` threads at once."""
+
+    copy_concurrency: int  # files copied at once
 
     def describe(self) -> str:
         """For messages: the directory, or ``s3://bucket/prefix``."""
@@ -145,6 +149,7 @@ class DirectoryTarget:
     server (which picks content types by extension, so they are not stored)."""
 
     TEMP_DIR = ".qmirror-tmp"
+    copy_concurrency = 1  # a local copy waits on no network; temp names are a plain counter
 
     def __init__(self, root: Path, *, hardlink: bool = False) -> None:
         self.root = Path(root)
@@ -259,6 +264,10 @@ class S3Target:
     one more PUT per changed project, derived from the page's key (the manifest needs no
     entry of its own), and it lets a private bucket behind a CDN serve pip over HTTPS.
     """
+
+    # Requests in flight at once: S3 answers in tens of milliseconds, each PUT alone. Below
+    # the client's connection pool (POOL_CONNECTIONS), which big files' parts share.
+    copy_concurrency = 8
 
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
         from mirror.s3 import S3ObjectTree  # boto3 is imported only by those who use it
@@ -739,30 +748,15 @@ class Exporter:
             target.write_manifest(manifest.dumps())
 
         # 1. Files first: a page is only ever written after everything it lists.
-        checkpoint, unrecorded = self.clock(), 0
-        try:
-            for project in diffed if copying else ():
-                entry = manifest.projects.setdefault(project, ProjectEntry())
-                for key, blob in _file_keys(snapshot.listings[project]):
-                    if key in entry.files and not self.full:
-                        continue
-                    report.bytes_written += self._copy(key, blob)
-                    report.files_copied.append(key)
-                    entry.files[key] = None
-                    unrecorded += 1
-                    if self.clock() - checkpoint > CHECKPOINT_SECONDS:
-                        target.write_manifest(manifest.dumps())
-                        checkpoint, unrecorded = self.clock(), 0
-        except BaseException:
-            # Keep what was copied, even when a copy failed: the next export goes on. When
-            # the target cannot take even that (its endpoint is gone), the copy's error is
-            # the one to report.
-            if unrecorded:
-                with suppress(ExportError):
-                    target.write_manifest(manifest.dumps())
-            raise
-        if unrecorded:
-            target.write_manifest(manifest.dumps())
+        pending: list[tuple[ProjectEntry, str, str]] = []
+        for project in diffed if copying else ():
+            entry = manifest.projects.setdefault(project, ProjectEntry())
+            pending.extend(
+                (entry, key, blob)
+                for key, blob in _file_keys(snapshot.listings[project])
+                if self.full or key not in entry.files
+            )
+        self._copy_files(pending, manifest, report)
 
         # 2. Project pages, then the root that links them.
         reuse = not self.full and manifest.files_url == self.files_url
@@ -800,6 +794,65 @@ class Exporter:
                 manifest.projects.pop(project, None)
         if not manifest.complete:
             manifest.complete = True
+            target.write_manifest(manifest.dumps())
+
+    def _copy_files(
+        self, pending: list[tuple[ProjectEntry, str, str]], manifest: Manifest, report: ExportReport
+    ) -> None:
+        """Copy ``pending`` files, ``target.copy_concurrency`` at a time (an object store
+        is latency-bound: one PUT after another would take hours for a big mirror). Each
+        file enters the manifest once it is whole in the target; the manifest is written
+        every CHECKPOINT_SECONDS, and at the end even when a copy failed, so the next
+        export goes on from there."""
+        target = self.target
+        workers = max(1, target.copy_concurrency)
+        queue = iter(pending)
+        running: dict[Future[int], tuple[ProjectEntry, str]] = {}
+        failure: BaseException | None = None
+        checkpoint, unrecorded = self.clock(), 0
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="qmirror-export")
+        try:
+            while True:
+                while failure is None and len(running) < workers:
+                    item = next(queue, None)
+                    if item is None:
+                        break
+                    entry, key, blob = item
+                    running[pool.submit(self._copy, key, blob)] = (entry, key)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    entry, key = running.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        failure = failure or error  # the first; the others in flight finish
+                        continue
+                    report.bytes_written += future.result()
+                    report.files_copied.append(key)
+                    entry.files[key] = None
+                    unrecorded += 1
+                if (
+                    unrecorded
+                    and failure is None
+                    and self.clock() - checkpoint > CHECKPOINT_SECONDS
+                ):
+                    target.write_manifest(manifest.dumps())
+                    checkpoint, unrecorded = self.clock(), 0
+            if failure is not None:
+                raise failure
+        except BaseException:
+            # An interrupt: let the copies under way finish (unrecorded: the next export
+            # writes them again). Keep what was recorded; when the target cannot take even
+            # that (its endpoint is gone), the copy's error is the one to report.
+            pool.shutdown(wait=True, cancel_futures=True)
+            if unrecorded:
+                with suppress(ExportError):
+                    target.write_manifest(manifest.dumps())
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if unrecorded:
             target.write_manifest(manifest.dumps())
 
     def _copy(self, key: str, blob: str) -> int:

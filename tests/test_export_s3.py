@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -362,7 +363,7 @@ def test_a_revoke_removes_the_file_its_metadata_and_provenance_and_rewrites_the_
 def test_an_endpoint_that_stops_mid_export_is_an_error_naming_the_target_and_the_next_completes(
     tmp_path, mirror
 ):
-    """A server of its own, stopped (SIGSTOP) after the third object of an export and
+    """A server of its own, stopped (SIGSTOP) as the first of gamma's objects is sent and
     resumed afterwards, so its state survives: the client waits one second, gives up."""
     with S3Server(tmp_path / "own-s3") as server:
         server_bucket = server.create_bucket()
@@ -385,20 +386,21 @@ def test_an_endpoint_that_stops_mid_export_is_an_error_naming_the_target_and_the
         publish(mirror, "beta", "1.0")
         publish(mirror, "gamma", "1.0")
 
-        sent = []
+        stopped = []
 
-        def stop_after_three(**_kwargs):
-            sent.append(1)
-            if len(sent) == 3:
+        def stop_at_gamma(params, **_kwargs):
+            if "gamma" in params["Key"] and not stopped:
+                stopped.append(params["Key"])
                 os.kill(server.process.pid, signal.SIGSTOP)
 
-        client.meta.events.register("after-call.s3.PutObject", stop_after_three)
+        client.meta.events.register("before-parameter-build.s3.PutObject", stop_at_gamma)
         try:
             with pytest.raises(ExportError) as raised:
                 export(mirror.db, mirror.storage.published, S3Target(client, server_bucket, PREFIX))
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
-        client.meta.events.unregister("after-call.s3.PutObject", stop_after_three)
+        client.meta.events.unregister("before-parameter-build.s3.PutObject", stop_at_gamma)
+        assert stopped
         message = str(raised.value)  # the copy that failed, not the manifest after it
         assert message.startswith(f"export s3://{server_bucket}/{PREFIX}files/")
         assert "cannot store it: " in message and "127.0.0.1" in message
@@ -643,3 +645,30 @@ def test_qmirror_export_to_s3_as_a_subprocess(tmp_path, mirror, s3, bucket):
     result = qmirror(config, "export")
     assert result.stdout.startswith(f"exported to s3://{bucket}/pypi: pages 4 written")
     assert_consistent(s3, bucket)
+
+
+def test_files_go_up_several_at_a_time_and_pages_only_after_all_of_them(mirror, client, bucket):
+    """An object store is latency-bound: copies overlap (at most copy_concurrency), and
+    still no page is sent before every file it could list is whole."""
+    for index in range(6):
+        publish(mirror, f"p{index}", "1.0")
+    lock = threading.Lock()
+    in_flight, most, order = Counter(), Counter(), []
+
+    def started(params, **_kwargs):
+        with lock:
+            in_flight["n"] += 1
+            most["n"] = max(most["n"], in_flight["n"])
+            order.append(params["Key"].removeprefix(PREFIX))
+
+    def finished(**_kwargs):
+        with lock:
+            in_flight["n"] -= 1
+
+    client.meta.events.register("before-parameter-build.s3.PutObject", started)
+    client.meta.events.register("after-call.s3.PutObject", finished)
+    s3_export(mirror, client, bucket)
+    assert 1 < most["n"] <= S3Target.copy_concurrency
+    first_page = min(i for i, key in enumerate(order) if key.startswith("simple/"))
+    last_file = max(i for i, key in enumerate(order) if key.startswith("files/"))
+    assert last_file < first_page
