@@ -7,6 +7,7 @@ host::
     simple/index.html                     root, PEP 503 HTML (every client, browsers)
     simple/index.json                     root, PEP 691 JSON (picked by Accept, see README)
     simple/<project>/index.html|json      project pages
+    simple/  simple/<project>/            on S3 only: the HTML page again (see S3Target)
     files/<sha256>/<filename>             the files (unless linked elsewhere: files_url)
     files/<sha256>/<filename>.metadata    PEP 658/714 core metadata
     .qmirror-export.json                  the manifest: what this tree holds
@@ -18,10 +19,11 @@ database snapshot, so the pages written and the files copied describe the same m
 Incremental and crash-safe: the manifest records each page's ETag and, per project,
 what its pages list (a digest) and which of its files are present, so a re-export
 writes only what changed and never looks at the files of an unchanged project.
-Every object is written whole (temp + rename on a directory). Files are written before
-the pages that list them, the root after the project pages it links, and pages are
-deleted before the files they listed; the manifest only ever claims what is present,
-and says when an export did not finish, so the next one compares every project's files.
+Every object is written whole (temp + rename on a directory, one PUT on S3). Files are
+written before the pages that list them (several at once where the target is
+latency-bound), the root after the project pages it links, and pages are deleted before
+the files they listed; the manifest only ever claims what is present, and says when an
+export did not finish, so the next one compares every project's files.
 An export killed at any point leaves a tree pip can use, and the next one completes it.
 """
 
