@@ -289,8 +289,6 @@ class S3Target:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except BlobNotFound:
-            raise  # the source's blob, not the target: the exporter takes a fresh snapshot
         except StorageError as error:
             raise ExportError(str(error)) from None
 
@@ -343,8 +341,12 @@ class S3Target:
 
     def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
         _check_key(key)
-        with self._errors():
+        try:
             return self.tree.copy_blob(source, blob, key, self._headers(key, content_type))
+        except BlobNotFound:
+            raise  # the published blob is gone: the exporter takes a fresh snapshot
+        except StorageError as error:
+            raise ExportError(str(error)) from None
 
     def delete(self, key: str) -> None:
         _check_key(key)
