@@ -16,9 +16,13 @@ every project, as ``qmirror serve`` does at start). Then, each as a child proces
   incremental export, which must write that project's 2 pages and 2 files only;
 * after the first file of a new project: its 2 pages + the root's 2;
 * after one revoke;
-* a full ``--files-url`` export (every project page rendered again with absolute links).
+* a full ``--files-url`` export (every project page rendered again with absolute links);
+* to S3 (moto's server on loopback, ``tests/support/s3_server.py``), at a smaller scale
+  (``--s3-projects``, default 1,000: moto takes ~110 PUTs a second, one Python process):
+  the full export, a no-change one, and the incremental ones after an approval and a
+  revoke, counting the objects each sends.
 
-    python3 bench/bench_export.py [--projects 10000] [--files-per-project 10]
+    python3 bench/bench_export.py [--projects 10000] [--files-per-project 10] [--s3-projects N]
 """
 
 from __future__ import annotations
@@ -145,6 +149,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--files-per-project", type=int, default=10)
+    parser.add_argument("--s3-projects", type=int, default=1_000, help="0: no S3 run")
+    parser.add_argument("--only-s3", action="store_true", help="skip the directory runs")
     args = parser.parse_args()
 
     shutil.rmtree(WORK, ignore_errors=True)
@@ -154,13 +160,6 @@ def main() -> None:
     config.write_text(f'data_dir = "{data_dir}"\n')
     qm = [sys.executable, "-m", "mirror", "--config", str(config)]
 
-    print(f"building {args.projects} projects x {args.files_per_project} files ...", flush=True)
-    t0 = time.perf_counter()
-    db = build(data_dir, args.projects, args.files_per_project)
-    build_s = time.perf_counter() - t0
-    files = args.projects * args.files_per_project
-    print(f"  built in {build_s:.1f}s", flush=True)
-
     runs: dict[str, dict] = {}
 
     def measure(label: str, argv: list[str]) -> dict:
@@ -168,10 +167,21 @@ def main() -> None:
         if "exported" in result["stdout"]:
             result.update(summary_counts(result["stdout"]))
         runs[label] = result
-        print(f"{label:<34} {result['wall_s']:>8.2f}s wall {result['cpu_s']:>7.2f}s cpu"
+        print(f"{label:<40} {result['wall_s']:>8.2f}s wall {result['cpu_s']:>7.2f}s cpu"
               f" {result['peak_rss_mib']:>7.1f} MiB  load {result['load_before']:.1f}"
               f"  {result['stdout'][:150]}", flush=True)  # fmt: skip
         return result
+
+    if args.only_s3:
+        s3_runs = run_s3(args.s3_projects, args.files_per_project, measure)
+        write_results({"s3": s3_runs}, "export-s3.json")  # the directory runs' file stays
+        return
+    print(f"building {args.projects} projects x {args.files_per_project} files ...", flush=True)
+    t0 = time.perf_counter()
+    db = build(data_dir, args.projects, args.files_per_project)
+    build_s = time.perf_counter() - t0
+    files = args.projects * args.files_per_project
+    print(f"  built in {build_s:.1f}s", flush=True)
 
     out = WORK / "out"
     measure("baseline: cp -r published store", ["cp", "-r", str(data_dir / "published"),
@@ -202,12 +212,52 @@ def main() -> None:
     }
     manifest = (out / ".qmirror-export.json").stat().st_size
     print(json.dumps(ratios), f"manifest {manifest / 1e6:.1f} MB", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "export.json").write_text(json.dumps({
-        "machine": machine(), "projects": args.projects, "files": files,
+    s3_runs = run_s3(args.s3_projects, args.files_per_project, measure) if args.s3_projects else {}
+    write_results({
+        "projects": args.projects, "files": files,
         "objects": 2 * files, "build_s": round(build_s, 1), "runs": runs, "ratios": ratios,
-        "manifest_bytes": manifest, "at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }, indent=2))  # fmt: skip
+        "manifest_bytes": manifest, "s3": s3_runs,
+    })  # fmt: skip
+
+
+def write_results(data: dict, name: str = "export.json") -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    data = {"machine": machine(), **data, "at": datetime.now(UTC).isoformat(timespec="seconds")}
+    (RESULTS / name).write_text(json.dumps(data, indent=2))
+
+
+def run_s3(projects: int, per_project: int, measure) -> dict:
+    """The same export to s3://bucket/mirror on moto's server: a data set of its own at
+    ``projects``, the files copied from the local published store (streamed PUTs)."""
+    from tests.support.s3_server import S3Server
+
+    data_dir = WORK / "s3-data"
+    config = WORK / "qmirror-s3.toml"
+    print(f"S3: building {projects} projects x {per_project} files ...", flush=True)
+    db = build(data_dir, projects, per_project)
+    os.environ.update(S3Server.ENV)  # boto3's chain, in the children too
+    with S3Server(WORK / "s3-server") as server:
+        bucket = server.create_bucket("qmirror-bench")
+        target = f"s3://{bucket}/mirror"
+        config.write_text(
+            f'data_dir = "{data_dir}"\n[storage]\naddressing_style = "path"\n'
+            f'[export]\nto = "{target}"\nendpoint_url = "{server.endpoint_url}"\n'
+        )
+        qm = [sys.executable, "-m", "mirror", "--config", str(config), "export"]
+        runs = {"projects": projects, "files": projects * per_project}
+        runs["full export to S3"] = measure("S3: full export", qm)
+        runs["objects"] = len(server.keys(bucket, "mirror/"))
+        runs["no-change export to S3"] = measure("S3: no-change export", qm)
+        add_approved(db, data_dir, "proj-00042", "9.0")
+        runs["after 1 approval to S3"] = measure("S3: after 1 approval (existing project)", qm)
+        add_approved(db, data_dir, "brand-new", "1.0")
+        runs["after new project to S3"] = measure("S3: after 1 approval (new project)", qm)
+        row = db.file_by_filename("proj_00007-1.3-py3-none-any.whl")
+        Publisher(db, local_storage(data_dir)).revoke([row], actor="bench", reason="bench")
+        runs["after 1 revoke to S3"] = measure("S3: after 1 revoke", qm)
+        manifest = server.client().head_object(Bucket=bucket, Key="mirror/.qmirror-export.json")
+        runs["manifest_bytes"] = manifest["ContentLength"]
+    return runs
 
 
 if __name__ == "__main__":

@@ -635,9 +635,9 @@ def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) ->
 @click.option(
     "--to",
     "to",
-    metavar="DIR",
-    help="Target directory, relative to the current one (default: [export] to, which is"
-    " relative to the data directory: data/export).",
+    metavar="DIR|s3://BUCKET/PREFIX",
+    help="Target directory, relative to the current one, or an S3 bucket and prefix"
+    " (default: [export] to, which is relative to the data directory: data/export).",
 )
 @click.option(
     "--files-url",
@@ -653,21 +653,28 @@ def restore(obj: CliContext, directory: Path, into: Path | None, force: bool) ->
 def export_command(
     obj: CliContext, to: str | None, files_url: str | None, hardlink: bool, full: bool
 ) -> None:
-    """Write the published index as static files for nginx, a CDN or an S3 website."""
-    from mirror.export import ExportError, export, export_lock, normalize_files_url, open_target
+    """Write the published index as static files for nginx, a CDN, an S3 website or bucket."""
+    from mirror.export import (
+        ExportError,
+        export,
+        export_lock,
+        normalize_files_url,
+        open_configured_target,
+    )
 
     settings = obj.settings
     try:
         with export_lock(settings.data_dir):
-            if to is not None:
-                target = open_target(to, base=Path.cwd(), hardlink=hardlink)
-            else:
-                target = open_target(settings.export.to, base=settings.data_dir, hardlink=hardlink)
+            published = build_storage(settings).published
+            spec, base = (
+                (to, Path.cwd()) if to is not None else (settings.export.to, settings.data_dir)
+            )
+            target = open_configured_target(spec, settings, published, base=base, hardlink=hardlink)
             url = files_url if files_url is not None else settings.export.files_url
             db = obj.database()
             report = export(
                 db,
-                build_storage(settings).published,
+                published,
                 target,
                 files_url=normalize_files_url(url) if url else None,
                 full=full,

@@ -424,10 +424,41 @@ class AlertsSettings:
     retry_backoff: timedelta = _key(_positive_duration, timedelta(minutes=5))
 
 
+S3_SCHEME = "s3://"
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """``s3://bucket[/prefix]`` -> (bucket, prefix): the bucket checked by the S3 naming
+    rules and the prefix as ``[storage] prefix`` (``""`` or ending in ``/``)."""
+    if not url.startswith(S3_SCHEME):
+        raise ValueError(f"{url!r} is not an s3://bucket/prefix URL")
+    bucket, _, prefix = url[len(S3_SCHEME) :].partition("/")
+    if not bucket:
+        raise ValueError(f"{url!r}: no bucket (expected s3://bucket/prefix)")
+    if prefix and any(part in ("", ".", "..") for part in prefix.removesuffix("/").split("/")):
+        raise ValueError(f"{url!r}: the prefix has an empty, '.' or '..' part")
+    return _bucket(bucket), _key_prefix(prefix)
+
+
+def _export_target(value: Any) -> str:
+    # An s3:// target is checked here, so a bad bucket name fails at start-up; a directory
+    # is checked when the export opens it.
+    target = _str(value).strip()
+    if not target:
+        raise ValueError("empty; give a directory or s3://bucket/prefix")
+    if target.startswith(S3_SCHEME):
+        parse_s3_url(target)
+    return target
+
+
 @dataclass(frozen=True)
 class ExportSettings:
-    to: str = _key(_str, "export")  # a directory, relative to data_dir unless absolute
+    # A directory (relative to data_dir unless absolute) or s3://bucket/prefix.
+    to: str = _key(_export_target, "export")
     files_url: str = _key(_public_url, "")  # "" copies files; else link <url><sha256>/<name>
+    # An s3:// target's endpoint and region; "" = [storage]'s (one S3-compatible service).
+    endpoint_url: str = _key(_endpoint_url, "")
+    region: str = _key(_str, "")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ host::
     simple/index.html                     root, PEP 503 HTML (every client, browsers)
     simple/index.json                     root, PEP 691 JSON (picked by Accept, see README)
     simple/<project>/index.html|json      project pages
+    simple/  simple/<project>/            on S3 only: the HTML page again (see S3Target)
     files/<sha256>/<filename>             the files (unless linked elsewhere: files_url)
     files/<sha256>/<filename>.metadata    PEP 658/714 core metadata
     .qmirror-export.json                  the manifest: what this tree holds
@@ -18,15 +19,17 @@ database snapshot, so the pages written and the files copied describe the same m
 Incremental and crash-safe: the manifest records each page's ETag and, per project,
 what its pages list (a digest) and which of its files are present, so a re-export
 writes only what changed and never looks at the files of an unchanged project.
-Every object is written whole (temp + rename on a directory). Files are written before
-the pages that list them, the root after the project pages it links, and pages are
-deleted before the files they listed; the manifest only ever claims what is present,
-and says when an export did not finish, so the next one compares every project's files.
+Every object is written whole (temp + rename on a directory, one PUT on S3). Files are
+written before the pages that list them (several at once where the target is
+latency-bound), the root after the project pages it links, and pages are deleted before
+the files they listed; the manifest only ever claims what is present, and says when an
+export did not finish, so the next one compares every project's files.
 An export killed at any point leaves a tree pip can use, and the next one completes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -36,12 +39,14 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlsplit
 
+from mirror.config import Settings, parse_s3_url
 from mirror.db import Database
 from mirror.publish import metadata_key, provenance_key
 from mirror.simple import (
@@ -55,6 +60,11 @@ from mirror.simple import (
     render_project,
 )
 from mirror.storage import BlobNotFound, BlobStore, StorageError
+from mirror.web.index import ONE_YEAR
+from mirror.web.pages import PAGE_MAX_AGE
+
+if TYPE_CHECKING:
+    from mirror.s3 import ObjectHeaders
 
 log = logging.getLogger("qmirror.export")
 
@@ -66,6 +76,13 @@ PAGE_TYPES = {HTML: f"{LEGACY_HTML_TYPE}; charset=utf-8", JSON: JSON_TYPE}
 FILE_TYPE = "application/octet-stream"
 METADATA_TYPE = "text/plain; charset=utf-8"
 PROVENANCE_TYPE = "application/vnd.pypi.integrity.v1+json"
+MANIFEST_TYPE = "application/json"
+# For targets that store caching per object: pages as long as the app lets them be cached
+# (a revocation reaches pip within a minute), files for ever (the URL names the bytes),
+# the manifest never (only the next export reads it).
+PAGE_CACHE = f"max-age={PAGE_MAX_AGE}, public"
+FILE_CACHE = f"public, max-age={ONE_YEAR}, immutable"
+MANIFEST_CACHE = "no-store"
 # A listed file: (sha256, filename, has core metadata, has provenance).
 Entry = tuple[str, str, bool, bool]
 CHECKPOINT_SECONDS = 30.0  # a long copy records its progress this often
@@ -82,7 +99,10 @@ class ExportError(Exception):
 class ExportTarget(Protocol):
     """Where an export goes: a small object-store-shaped interface (keys are relative
     POSIX paths such as ``simple/flask/index.json``). Every put is atomic: a reader sees
-    the old object or the new one, never part of one."""
+    the old object or the new one, never part of one. Puts may be called from
+    ``copy_concurrency`` threads at once."""
+
+    copy_concurrency: int  # files copied at once
 
     def describe(self) -> str:
         """For messages: the directory, or ``s3://bucket/prefix``."""
@@ -102,6 +122,11 @@ class ExportTarget(Protocol):
 
     def put_path(self, key: str, path: Path, content_type: str) -> None:
         """Store a local file (the published store's own, when it is on this machine)."""
+
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        """Copy a published blob without its bytes passing through this process; the
+        size copied, or None when this target cannot (the caller streams it). A missing
+        blob raises ``BlobNotFound``."""
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
@@ -126,6 +151,7 @@ class DirectoryTarget:
     server (which picks content types by extension, so they are not stored)."""
 
     TEMP_DIR = ".qmirror-tmp"
+    copy_concurrency = 1  # a local copy waits on no network; temp names are a plain counter
 
     def __init__(self, root: Path, *, hardlink: bool = False) -> None:
         self.root = Path(root)
@@ -207,6 +233,9 @@ class DirectoryTarget:
                         raise
             shutil.copyfile(path, temp)  # sendfile/copy_file_range: in the kernel, streamed
 
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        return None  # put_path is the local copy (or hardlink)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:
@@ -221,18 +250,182 @@ class DirectoryTarget:
                 raise ExportError(f"{self.root}: cannot delete {key}: {error.strerror}") from None
 
 
-def open_target(spec: str, *, base: Path, hardlink: bool = False) -> ExportTarget:
-    """``--to``: a directory (relative to ``base`` unless absolute). Other schemes are
-    named here, so a typo is an error rather than a directory called ``s3:``."""
+class S3Target:
+    """``s3://bucket/prefix``: objects under the prefix, for an S3 website, a CDN in front
+    of the bucket, or pip reading the bucket's REST endpoint itself.
+
+    Each object carries its Content-Type and Cache-Control (an S3 website has no Accept
+    negotiation and no extension map). Every PUT is atomic in S3 itself, so a reader sees
+    an old object or the new one. Big files are multipart, streamed, through the same
+    ``TRANSFER`` config as the S3 store, and copied server-side from a published S3 store
+    on the same client.
+
+    Each HTML page is also written at its directory key (``simple/flask/`` next to
+    ``simple/flask/index.html``): the REST endpoint and a CDN without website hosting do
+    not map a trailing slash to ``index.html``, and pip asks for ``simple/flask/``. It is
+    one more PUT per changed project, derived from the page's key (the manifest needs no
+    entry of its own), and it lets a private bucket behind a CDN serve pip over HTTPS.
+    """
+
+    # Requests in flight at once: S3 answers in tens of milliseconds, each PUT alone. Below
+    # the client's connection pool (POOL_CONNECTIONS), which big files' parts share.
+    copy_concurrency = 8
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        from mirror.s3 import S3ObjectTree  # boto3 is imported only by those who use it
+
+        self.bucket = bucket
+        self.prefix = prefix if prefix == "" or prefix.endswith("/") else prefix + "/"
+        self.tree = S3ObjectTree(client, bucket, self.prefix, "export")
+
+    @property
+    def client(self) -> Any:
+        return self.tree.client
+
+    def describe(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".removesuffix("/")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except StorageError as error:
+            raise ExportError(str(error)) from None
+
+    @staticmethod
+    def _headers(key: str, content_type: str) -> ObjectHeaders:
+        from mirror.s3 import ObjectHeaders
+
+        cache = PAGE_CACHE if key.startswith("simple/") else FILE_CACHE
+        return ObjectHeaders(content_type, cache)
+
+    @staticmethod
+    def _directory_key(key: str) -> str | None:
+        """``simple/flask/index.html`` -> ``simple/flask/`` (and the root's, ``simple/``)."""
+        if key.startswith("simple/") and key.endswith("/index.html"):
+            return key.removesuffix("index.html")
+        return None
+
+    def is_empty(self) -> bool:
+        with self._errors():
+            return self.tree.is_empty()
+
+    def read_manifest(self) -> bytes | None:
+        with self._errors():
+            return self.tree.read_bytes(MANIFEST_KEY)
+
+    def write_manifest(self, data: bytes) -> None:
+        from mirror.s3 import ObjectHeaders
+
+        with self._errors():
+            self.tree.put_bytes(MANIFEST_KEY, data, ObjectHeaders(MANIFEST_TYPE, MANIFEST_CACHE))
+
+    def put_bytes(self, key: str, body: bytes, content_type: str) -> None:
+        _check_key(key)
+        headers = self._headers(key, content_type)
+        with self._errors():
+            self.tree.put_bytes(key, body, headers)
+            directory = self._directory_key(key)
+            if directory is not None:
+                self.tree.put_bytes(directory, body, headers)
+
+    def put_stream(self, key: str, stream: BinaryIO, content_type: str) -> None:
+        _check_key(key)
+        with self._errors():
+            self.tree.put_stream_with(key, stream, self._headers(key, content_type))
+
+    def put_path(self, key: str, path: Path, content_type: str) -> None:
+        _check_key(key)
+        with self._errors():
+            self.tree.put_path(key, path, self._headers(key, content_type))
+
+    def copy_blob(self, source: BlobStore, blob: str, key: str, content_type: str) -> int | None:
+        _check_key(key)
+        try:
+            return self.tree.copy_blob(source, blob, key, self._headers(key, content_type))
+        except BlobNotFound:
+            raise  # the published blob is gone: the exporter takes a fresh snapshot
+        except StorageError as error:
+            raise ExportError(str(error)) from None
+
+    def delete(self, key: str) -> None:
+        _check_key(key)
+        with self._errors():
+            # The directory key first: while the page is in the manifest, a killed export
+            # deletes both again next time.
+            directory = self._directory_key(key)
+            if directory is not None:
+                self.tree.delete(directory)
+            self.tree.delete(key)
+
+
+def open_target(
+    spec: str,
+    *,
+    base: Path,
+    hardlink: bool = False,
+    s3_client: Callable[[], Any] | None = None,
+) -> ExportTarget:
+    """``--to``: a directory (relative to ``base`` unless absolute) or ``s3://bucket/prefix``
+    (through the client ``s3_client`` makes). Other schemes are named here, so a typo is an
+    error rather than a directory called ``ftp:``."""
     scheme = urlsplit(spec).scheme if "://" in spec else ""
     if scheme == "s3":
-        raise ExportError(f"--to {spec}: S3 export targets are not available yet; give a directory")
+        try:
+            bucket, prefix = parse_s3_url(spec)
+        except ValueError as error:
+            raise ExportError(f"--to {spec}: {error}") from None
+        if s3_client is None:
+            raise ExportError(f"--to {spec}: no S3 client configured for an s3:// target")
+        return S3Target(s3_client(), bucket, prefix)
     if scheme:
-        raise ExportError(f"--to {spec}: unknown target {scheme}://; give a directory")
+        raise ExportError(
+            f"--to {spec}: unknown target {scheme}://; give a directory or s3://bucket/prefix"
+        )
     if not spec.strip():
-        raise ExportError("--to: empty; give a directory")
+        raise ExportError("--to: empty; give a directory or s3://bucket/prefix")
     path = Path(spec).expanduser()
     return DirectoryTarget(path if path.is_absolute() else base / path, hardlink=hardlink)
+
+
+def open_configured_target(
+    spec: str, settings: Settings, published: BlobStore, *, base: Path, hardlink: bool = False
+) -> ExportTarget:
+    """``open_target`` for the command: an s3:// target reaches the endpoint and region of
+    ``[storage]`` unless ``[export]`` names others, and shares the published store's
+    client when it can (so files are copied server-side). An export is meant to be
+    public: it may not be a prefix that holds the quarantine."""
+    target = open_target(
+        spec, base=base, hardlink=hardlink, s3_client=lambda: _export_s3_client(settings, published)
+    )
+    if isinstance(target, S3Target):
+        _refuse_quarantine_overlap(target, settings)
+    return target
+
+
+def _export_s3_client(settings: Settings, published: BlobStore) -> Any:
+    from mirror.s3 import S3Store, s3_client
+
+    storage = settings.storage
+    endpoint_url = settings.export.endpoint_url or storage.endpoint_url
+    region = settings.export.region or storage.region
+    same_service = (endpoint_url, region) == (storage.endpoint_url, storage.region)
+    if same_service and isinstance(published, S3Store):
+        return published.client
+    return s3_client(dataclasses.replace(storage, endpoint_url=endpoint_url, region=region))
+
+
+def _refuse_quarantine_overlap(target: S3Target, settings: Settings) -> None:
+    storage = settings.storage
+    if storage.backend != "s3" or (settings.export.endpoint_url not in ("", storage.endpoint_url)):
+        return
+    bucket = storage.quarantine_bucket or storage.bucket
+    prefix = f"{storage.prefix}quarantine/"
+    if target.bucket == bucket and prefix.startswith(target.prefix):
+        raise ExportError(
+            f"{target.describe()}: holds the quarantine (s3://{bucket}/{prefix}), which must"
+            " never be readable where the export is; give another bucket or prefix"
+        )
 
 
 def normalize_files_url(url: str) -> str:
@@ -559,24 +752,15 @@ class Exporter:
             target.write_manifest(manifest.dumps())
 
         # 1. Files first: a page is only ever written after everything it lists.
-        checkpoint, unrecorded = self.clock(), 0
-        try:
-            for project in diffed if copying else ():
-                entry = manifest.projects.setdefault(project, ProjectEntry())
-                for key, blob in _file_keys(snapshot.listings[project]):
-                    if key in entry.files and not self.full:
-                        continue
-                    report.bytes_written += self._copy(key, blob)
-                    report.files_copied.append(key)
-                    entry.files[key] = None
-                    unrecorded += 1
-                    if self.clock() - checkpoint > CHECKPOINT_SECONDS:
-                        target.write_manifest(manifest.dumps())
-                        checkpoint, unrecorded = self.clock(), 0
-        finally:
-            # Keep what was copied, even when a copy failed: the next export goes on.
-            if unrecorded:
-                target.write_manifest(manifest.dumps())
+        pending: list[tuple[ProjectEntry, str, str]] = []
+        for project in diffed if copying else ():
+            entry = manifest.projects.setdefault(project, ProjectEntry())
+            pending.extend(
+                (entry, key, blob)
+                for key, blob in _file_keys(snapshot.listings[project])
+                if self.full or key not in entry.files
+            )
+        self._copy_files(pending, manifest, report)
 
         # 2. Project pages, then the root that links them.
         reuse = not self.full and manifest.files_url == self.files_url
@@ -616,6 +800,65 @@ class Exporter:
             manifest.complete = True
             target.write_manifest(manifest.dumps())
 
+    def _copy_files(
+        self, pending: list[tuple[ProjectEntry, str, str]], manifest: Manifest, report: ExportReport
+    ) -> None:
+        """Copy ``pending`` files, ``target.copy_concurrency`` at a time (an object store
+        is latency-bound: one PUT after another would take hours for a big mirror). Each
+        file enters the manifest once it is whole in the target; the manifest is written
+        every CHECKPOINT_SECONDS, and at the end even when a copy failed, so the next
+        export goes on from there."""
+        target = self.target
+        workers = max(1, target.copy_concurrency)
+        queue = iter(pending)
+        running: dict[Future[int], tuple[ProjectEntry, str]] = {}
+        failure: BaseException | None = None
+        checkpoint, unrecorded = self.clock(), 0
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="qmirror-export")
+        try:
+            while True:
+                while failure is None and len(running) < workers:
+                    item = next(queue, None)
+                    if item is None:
+                        break
+                    entry, key, blob = item
+                    running[pool.submit(self._copy, key, blob)] = (entry, key)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    entry, key = running.pop(future)
+                    error = future.exception()
+                    if error is not None:
+                        failure = failure or error  # the first; the others in flight finish
+                        continue
+                    report.bytes_written += future.result()
+                    report.files_copied.append(key)
+                    entry.files[key] = None
+                    unrecorded += 1
+                if (
+                    unrecorded
+                    and failure is None
+                    and self.clock() - checkpoint > CHECKPOINT_SECONDS
+                ):
+                    target.write_manifest(manifest.dumps())
+                    checkpoint, unrecorded = self.clock(), 0
+            if failure is not None:
+                raise failure
+        except BaseException:
+            # An interrupt: let the copies under way finish (unrecorded: the next export
+            # writes them again). Keep what was recorded; when the target cannot take even
+            # that (its endpoint is gone), the copy's error is the one to report.
+            pool.shutdown(wait=True, cancel_futures=True)
+            if unrecorded:
+                with suppress(ExportError):
+                    target.write_manifest(manifest.dumps())
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if unrecorded:
+            target.write_manifest(manifest.dumps())
+
     def _copy(self, key: str, blob: str) -> int:
         content_type = (
             METADATA_TYPE
@@ -625,6 +868,9 @@ class Exporter:
             else FILE_TYPE
         )
         try:
+            copied = self.target.copy_blob(self.published, blob, key, content_type)
+            if copied is not None:
+                return copied
             local = self.published.local_path(blob)
             if local is not None:
                 self.target.put_path(key, local, content_type)
@@ -673,7 +919,9 @@ __all__ = [
     "ExportReport",
     "ExportTarget",
     "Manifest",
+    "S3Target",
     "export",
     "export_lock",
+    "open_configured_target",
     "open_target",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -218,6 +219,102 @@ class PresigningS3Store(S3Store):
         return url
 
 
+@dataclass(frozen=True)
+class ObjectHeaders:
+    """What an object of a static site carries for the readers: S3 sends these back."""
+
+    content_type: str
+    cache_control: str
+
+    def extra_args(self) -> dict[str, str]:
+        return {"ContentType": self.content_type, "CacheControl": self.cache_control}
+
+
+class S3ObjectTree(S3Store):
+    """Objects at relative keys the caller chooses (``simple/flask/index.html``) under a
+    prefix, each with its own headers: a static site in a bucket (``qmirror export``).
+    The caller checks its keys; uploads, multipart, aborts and the error translation are
+    the store's, so the messages read the same."""
+
+    def object_key(self, key: str) -> str:
+        return self.prefix + key
+
+    def _where(self, key: str) -> str:
+        return f"{self.name} s3://{self.bucket}/{self.prefix}{key}"
+
+    def put_bytes(self, key: str, body: bytes, headers: ObjectHeaders) -> None:
+        try:
+            self.client.put_object(
+                Bucket=self.bucket, Key=self.object_key(key), Body=body, **headers.extra_args()
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, key, "cannot store") from None
+
+    def put_stream_with(self, key: str, stream: BinaryIO, headers: ObjectHeaders) -> None:
+        """Streamed (multipart above the threshold): never the whole stream in memory."""
+        target = self.object_key(key)
+        try:
+            self.client.upload_fileobj(
+                stream, self.bucket, target, ExtraArgs=headers.extra_args(), Config=self.transfer
+            )
+        except BaseException as error:
+            self._abort_pending(target)
+            raise self._translate(error, key, "cannot store") from None
+
+    def put_path(self, key: str, path: Path, headers: ObjectHeaders) -> None:
+        """Upload a local file, which stays where it is (unlike ``put_file``)."""
+        target = self.object_key(key)
+        try:
+            self.client.upload_file(
+                str(path), self.bucket, target, ExtraArgs=headers.extra_args(), Config=self.transfer
+            )
+        except BaseException as error:
+            self._abort_pending(target)
+            raise self._translate(error, key, "cannot store") from None
+
+    def copy_blob(
+        self, source: BlobStore, source_key: str, key: str, headers: ObjectHeaders
+    ) -> int | None:
+        """A server-side copy of ``source``'s blob, with this tree's headers; the bytes
+        copied, or None when ``source`` is not an S3 store on this client (stream it)."""
+        if not isinstance(source, S3Store) or source.client is not self.client:
+            return None
+        copy_source = {"Bucket": source.bucket, "Key": source.object_key(source_key)}
+        try:
+            size = int(self.client.head_object(**copy_source)["ContentLength"])
+        except (ClientError, BotoCoreError) as error:
+            raise source._translate(error, source_key, "cannot read") from None
+        target = self.object_key(key)
+        try:
+            self.client.copy(
+                copy_source,
+                self.bucket,
+                target,
+                ExtraArgs={**headers.extra_args(), "MetadataDirective": "REPLACE"},
+                Config=self.transfer,
+            )
+        except BaseException as error:
+            self._abort_pending(target)
+            raise self._translate(error, key, f"cannot copy from {source.name} to") from None
+        return size
+
+    def read_bytes(self, key: str) -> bytes | None:
+        """A small object's bytes (a manifest), or None when there is none."""
+        try:
+            with self.open(key) as stream:
+                return stream.read()
+        except BlobNotFound:
+            return None
+
+    def is_empty(self) -> bool:
+        """Whether nothing at all is under the prefix (one key listed, at most)."""
+        try:
+            listing = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+        except (ClientError, BotoCoreError) as error:
+            raise self._translate(error, "", "cannot list") from None
+        return not listing.get("Contents")
+
+
 class _ObjectReader(io.RawIOBase):
     """A GET response body as a raw stream, its errors translated like the rest."""
 
@@ -253,4 +350,12 @@ def _upload_reason(error: S3UploadFailedError) -> str:
     return text.split(": ", 1)[1] if ": " in text else text
 
 
-__all__ = ["TRANSFER", "PresigningS3Store", "S3Store", "s3_client", "s3_storage"]
+__all__ = [
+    "TRANSFER",
+    "ObjectHeaders",
+    "PresigningS3Store",
+    "S3ObjectTree",
+    "S3Store",
+    "s3_client",
+    "s3_storage",
+]

@@ -445,7 +445,8 @@ def test_export_goes_to_the_configured_directory_by_default(config, mirror):
     [
         (lambda d: str(d / "a-file"), "a-file: not a directory"),
         (lambda d: "ftp://host/dir", "--to ftp://host/dir: unknown target ftp://"),
-        (lambda d: "s3://bucket/prefix", "S3 export targets are not available yet"),
+        (lambda d: "s3://Bad_Bucket/prefix", "is not an S3 bucket name"),
+        (lambda d: "s3://bucket/a//b", "the prefix has an empty"),
         (lambda d: str(d / "busy"), "busy: not empty and not an export (no .qmirror-export.json)"),
         (lambda d: str(d / "corrupt"), "not a valid export manifest (Expecting property name"),
         (lambda d: str(d / "tampered"), "a key outside simple/ and files/"),
