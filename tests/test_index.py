@@ -301,3 +301,12 @@ def test_revoking_one_filename_keeps_other_files_with_the_same_bytes(mirror, cli
     with client.get(f"/files/{twin.sha256}/{twin.filename}") as response:
         assert response.status_code == 200
     assert client.get(f"/files/{row.sha256}/{row.filename}").status_code == 404
+
+
+def test_pages_are_never_sniffed_run_or_framed(mirror, client):
+    approved_wheel(mirror)
+    for url in ("/simple/", "/simple/demo/", "/simple/demo/?format=json"):
+        headers = client.get(url).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", url
+        csp = headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, url
