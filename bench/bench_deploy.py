@@ -20,11 +20,13 @@ import argparse
 import hashlib
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 from contextlib import ExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,47 +53,101 @@ def pick_wheel() -> Path:
     raise SystemExit("no wheel between 20 and 60 MB in /opt/pypi/files; pass --wheel")
 
 
-def approve_into(data_dir: Path, wheel: Path) -> tuple[str, str]:
-    """The wheel, quarantined then approved, as sync + review would leave it."""
+@dataclass(frozen=True)
+class Approved:
+    sha256: str
+    project: str
+    filename: str
+    size: int
+
+    @property
+    def url_path(self) -> str:
+        return f"/files/{self.sha256}/{self.filename}"
+
+
+def approve_into(data_dir: Path, wheels: list[Path]) -> list[Approved]:
+    """The wheels, quarantined then approved, as sync + review would leave them."""
     from packaging.utils import parse_wheel_filename
 
-    name, version, _, _ = parse_wheel_filename(wheel.name)
     settings = settings_from_mapping({"data_dir": str(data_dir)})
     db = Database(settings.database_path)
     db.migrate()
     storage = local_storage(data_dir)
-    digest = hashlib.sha256()
-    with open(wheel, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    sha256 = digest.hexdigest()
-    with open(wheel, "rb") as handle:
-        storage.quarantine.put_stream(sha256, handle)
-    db.ensure_project(name, name, "configured")
-    file_id = db.add_file(
-        NewFile(
-            project=name, version=str(version), filename=wheel.name, kind="wheel",
-            sha256=sha256, size=wheel.stat().st_size, upstream_url=f"file://{wheel}",
-            upload_time=datetime(2025, 1, 1, tzinfo=UTC), requires_python=None, yanked=None,
-            upstream_core_metadata=None, metadata_sha256=None, requires_dist=[],
-        ),
-        [], now=datetime.now(UTC),
-    )  # fmt: skip
-    Publisher(db, storage).approve([db.file_by_id(file_id)], actor="bench", reason="bench")
+    approved, rows = [], []
+    for wheel in wheels:
+        name, version, _, _ = parse_wheel_filename(wheel.name)
+        digest = hashlib.sha256()
+        with open(wheel, "rb") as handle:
+            for chunk in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        sha256 = digest.hexdigest()
+        with open(wheel, "rb") as handle:
+            storage.quarantine.put_stream(sha256, handle)
+        db.ensure_project(name, name, "configured")
+        file_id = db.add_file(
+            NewFile(
+                project=name, version=str(version), filename=wheel.name, kind="wheel",
+                sha256=sha256, size=wheel.stat().st_size, upstream_url=f"file://{wheel}",
+                upload_time=datetime(2025, 1, 1, tzinfo=UTC), requires_python=None,
+                yanked=None, upstream_core_metadata=None, metadata_sha256=None,
+                requires_dist=[],
+            ),
+            [], now=datetime.now(UTC),
+        )  # fmt: skip
+        rows.append(db.file_by_id(file_id))
+        approved.append(Approved(sha256, name, wheel.name, wheel.stat().st_size))
+    Publisher(db, storage).approve(rows, actor="bench", reason="bench")
     db.close()
-    return sha256, name
+    return approved
 
 
-def wrk(url: str, *, duration: int, connections: int, accept: str = "*/*") -> dict:
-    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--timeout", "30s",
+# wrk prints byte counts in binary units (1024-based) whatever it calls them.
+_WRK_BYTES = {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+
+def wrk(
+    url: str,
+    *,
+    duration: int,
+    connections: int,
+    accept: str = "*/*",
+    threads: int = 2,
+    pids: list[int] | None = None,
+) -> dict:
+    """One wrk run: req/s, MB/s (10^6 bytes), non-2xx/3xx and socket errors. With ``pids``
+    (the servers under test), also the CPU share they, wrk and everything else used, and
+    their CPU seconds."""
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "30s",
             "-H", f"Accept: {accept}", url]  # fmt: skip
+    busy0, total0 = S.cpu_busy_ticks()
+    ours0 = S.tree_cpu_ticks(pids or [])
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    children1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy1, total1 = S.cpu_busy_ticks()
+    ours = S.tree_cpu_ticks(pids or []) - ours0
     requests = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
-    scale = {"B": 1e-6, "KB": 1e-3, "MB": 1.0, "GB": 1e3}[transfer.group(2)]
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)([KMGT]?B)", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"req_s": requests, "mb_s": float(transfer.group(1)) * scale,
-            "bad": int(errors.group(1)) if errors else 0}  # fmt: skip
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    result = {
+        "req_s": requests,
+        "mb_s": float(transfer.group(1)) * _WRK_BYTES[transfer.group(2)] / 1e6,
+        "bad": int(errors.group(1)) if errors else 0,
+        "socket_errors": socket_errors.group(1).strip() if socket_errors else "",
+        "load1": os.getloadavg()[0],
+        "duration": duration,
+    }
+    if pids is not None:
+        total = max(1, total1 - total0)
+        wrk_ticks = (
+            children1.ru_utime + children1.ru_stime - children0.ru_utime - children0.ru_stime
+        ) * S.CLK_TCK
+        result["server_cpu"] = ours / total
+        result["server_cpu_s"] = ours / S.CLK_TCK
+        result["wrk_cpu"] = wrk_ticks / total
+        result["foreign_cpu"] = max(0.0, (busy1 - busy0) - ours - wrk_ticks) / total
+    return result
 
 
 def measured(server, run) -> tuple[dict, float]:
@@ -113,9 +169,9 @@ def main() -> None:
     base.chmod(0o755)  # nginx's workers (nobody, as root) read the published store
     try:
         data_dir = base / "data"
-        sha256, project = approve_into(data_dir, wheel)
+        (approved,) = approve_into(data_dir, [wheel])
+        project, file_path = approved.project, approved.url_path
         certificate = make_certificate(base / "tls")
-        file_path = f"/files/{sha256}/{wheel.name}"
         with ExitStack() as stack:
             sites = {}
             for mode, accel in (("accel", "/_published/"), ("proxied", "")):

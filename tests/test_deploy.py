@@ -22,6 +22,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -596,6 +597,18 @@ def test_nginx_serves_an_export_by_accept_and_falls_back_to_the_app(tmp_path, fa
             assert "accel=/_published/" in line
 
             assert fetch(site, "/simple/.tmp-half-written", {}, ca)[0] == 404
+
+            # nginx keeps the export's files open (open_file_cache), yet a page the export
+            # replaces (a new file renamed over it) is served within about a second.
+            page = export / "simple/demo/index.html"
+            fresh = page.read_bytes() + b"<!-- exported again -->\n"
+            temp = export / ".qmirror-tmp-page"
+            temp.write_bytes(fresh)
+            os.replace(temp, page)
+            deadline = time.monotonic() + 3
+            while fetch(site, "/simple/demo/", {}, ca)[2] != fresh:
+                assert time.monotonic() < deadline, "nginx still serves the replaced page"
+                time.sleep(0.1)
 
 
 # ---------------------------------------------------------------- Docker

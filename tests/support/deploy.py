@@ -101,6 +101,7 @@ def render_nginx(
     data_dir: Path,
     certificate: Certificate,
     index: str = "index-from-app.conf",
+    workers: int = 1,
 ) -> NginxSite:
     """deploy/nginx/qmirror.conf with ``index`` as its index snippet, inside a minimal
     nginx.conf whose paths are all under ``root``."""
@@ -133,15 +134,26 @@ def render_nginx(
         snippet.write_text(
             render(snippet.read_text(), {"/var/lib/qmirror/": f"{data_dir}/"}, index)
         )
+    config, error_log = write_main_config(root, site, workers=workers)
+    return NginxSite(root, config, http_port, https_port, access_log, error_log)
+
+
+def write_main_config(root: Path, site: Path, *, workers: int = 1) -> tuple[Path, Path]:
+    """The nginx.conf around a site file (an http-context include, as Debian's conf.d/):
+    every path under ``root``; returns (config, error log). Whatever the site is, the
+    context it lands in is the same, so two sites rendered with it compare like for like."""
     error_log = root / "logs" / "error.log"
     temp = root / "temp"
+    for directory in (root / "logs", temp):
+        directory.mkdir(parents=True, exist_ok=True)
     # As root (CI), workers run as nobody, as www-data would: they must be able to read
     # published files, and only those.
     user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
     config = root / "nginx.conf"
     config.write_text(
-        f"{user}worker_processes 1;\npid {root / 'nginx.pid'};\nerror_log {error_log} info;\n"
-        "events { worker_connections 128; }\n"
+        f"{user}worker_processes {workers};\npid {root / 'nginx.pid'};\n"
+        f"error_log {error_log} info;\n"
+        "events { worker_connections 1024; }\n"
         "http {\n"
         "    include /etc/nginx/mime.types;\n"
         "    default_type application/octet-stream;\n"
@@ -153,7 +165,7 @@ def render_nginx(
         f"    include {site};\n"
         "}\n"
     )
-    return NginxSite(root, config, http_port, https_port, access_log, error_log)
+    return config, error_log
 
 
 def nginx_command(site: NginxSite, *args: str) -> list[str]:
