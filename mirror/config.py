@@ -136,17 +136,26 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def mirrored_requirement(text: str) -> Requirement:
+    """A requirement the sync can mirror (the config's and the admins'): PEP 508, and
+    never a direct URL. ValueError says which rule ``text`` broke."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0]
+        raise ValueError(f"{text!r} is not a requirement: {reason}") from None
+    if requirement.url:
+        raise ValueError(f"{text!r}: direct URL requirements are not mirrored")
+    return requirement
+
+
 def _requirements(value: Any) -> tuple[Requirement, ...]:
     requirements = []
     for index, text in enumerate(_str_list(value)):
         try:
-            requirement = Requirement(text)
-        except InvalidRequirement as error:
-            reason = str(error).splitlines()[0]
-            raise ValueError(f"item {index + 1} {text!r} is not a requirement: {reason}") from None
-        if requirement.url:
-            raise ValueError(f"item {index + 1} {text!r}: direct URL requirements are not mirrored")
-        requirements.append(requirement)
+            requirements.append(mirrored_requirement(text))
+        except ValueError as error:
+            raise ValueError(f"item {index + 1} {error}") from None
     return tuple(requirements)
 
 

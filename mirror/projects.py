@@ -33,7 +33,14 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name, is_normalized_name
 
-from mirror.config import PolicySettings, ProjectPolicy, Settings, is_internal, parse_duration
+from mirror.config import (
+    PolicySettings,
+    ProjectPolicy,
+    Settings,
+    is_internal,
+    mirrored_requirement,
+    parse_duration,
+)
 from mirror.db import Database, parse_iso, utcnow
 from quarantine.checks import known_check_ids
 from quarantine.policy import Policy
@@ -115,12 +122,9 @@ def parse_requirement(text: str, internal: tuple[str, ...] = ()) -> Requirement:
             f"a requirement is at most {MAX_REQUIREMENT_LENGTH} printable characters"
         )
     try:
-        requirement = Requirement(text)
-    except InvalidRequirement as error:
-        reason = str(error).splitlines()[0]
-        raise InvalidInput(f"{text!r} is not a requirement: {reason}") from None
-    if requirement.url:
-        raise InvalidInput(f"{text!r}: direct URL requirements are not mirrored")
+        requirement = mirrored_requirement(text)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
     if requirement.marker is not None:
         raise InvalidInput(
             f"{text!r}: a marker means nothing here; [sync] python_versions and platforms "
