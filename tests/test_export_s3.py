@@ -132,6 +132,18 @@ def requests(client):
     return Requests(client)
 
 
+def s3_stored_mirror(tmp_path, s3, client, **storage) -> Mirror:
+    """A mirror whose quarantine and published stores are in a bucket of their own."""
+    mirror = Mirror(tmp_path)
+    settings = StorageSettings(
+        backend="s3", bucket=s3.create_bucket(), endpoint_url=s3.endpoint_url,
+        addressing_style="path", **storage,
+    )  # fmt: skip
+    mirror.storage = s3_storage(settings, client)
+    mirror.publisher = Publisher(mirror.db, mirror.storage)
+    return mirror
+
+
 def s3_export(mirror, client, bucket, prefix=PREFIX, **kwargs):
     return export(mirror.db, mirror.storage.published, S3Target(client, bucket, prefix), **kwargs)
 
@@ -434,13 +446,7 @@ def test_a_missing_bucket_is_a_one_line_error_naming_it(mirror, s3, client):
 def test_big_files_are_multipart_and_copied_server_side_from_an_s3_published_store(
     tmp_path, s3, bucket, client
 ):
-    storage_bucket = s3.create_bucket()
-    mirror = Mirror(tmp_path)
-    settings = StorageSettings(
-        backend="s3", bucket=storage_bucket, endpoint_url=s3.endpoint_url, addressing_style="path"
-    )
-    mirror.storage = s3_storage(settings, client)
-    mirror.publisher = Publisher(mirror.db, mirror.storage)
+    mirror = s3_stored_mirror(tmp_path, s3, client)
     big = make_wheel(mirror.build_dir, "big", "1.0", files={"big/blob.bin": os.urandom(9 * MiB)})
     row = mirror.add(
         big, "big", "1.0", metadata=b"Metadata-Version: 2.1\nName: big\nVersion: 1.0\n"
@@ -479,13 +485,7 @@ def test_big_files_are_multipart_and_copied_server_side_from_an_s3_published_sto
 def test_a_blob_missing_from_the_s3_published_store_is_an_error_and_the_next_export_goes_on(
     tmp_path, s3, bucket, client
 ):
-    storage_bucket = s3.create_bucket()
-    mirror = Mirror(tmp_path)
-    settings = StorageSettings(
-        backend="s3", bucket=storage_bucket, endpoint_url=s3.endpoint_url, addressing_style="path"
-    )
-    mirror.storage = s3_storage(settings, client)
-    mirror.publisher = Publisher(mirror.db, mirror.storage)
+    mirror = s3_stored_mirror(tmp_path, s3, client)
     row = publish(mirror, "demo", "1.0")
     mirror.storage.published.delete(row.sha256)
     with pytest.raises(ExportError, match=f"files/{row.sha256}/{row.filename}"):
