@@ -14,8 +14,6 @@ import pytest
 from mirror.db import Role, State
 from mirror.projects import Projects
 from mirror.publish import Publisher
-from mirror.sync import Syncer
-from mirror.upstream import UpstreamClient
 from tests.support.admin import AdminSite, csrf
 from tests.support.builders import make_wheel
 
@@ -34,12 +32,7 @@ HOSTILE = (
 
 
 def synced(site, index):
-    site_settings = site.settings
-    with UpstreamClient(index.url, timeout=5, retries=0) as upstream:
-        Syncer(
-            site_settings, site.db, site.storage, upstream, site_settings.policy.build(),
-            clock=site.clock,
-        ).run()  # fmt: skip
+    site.sync_from(index.url)
     site.user("rev", Role.REVIEWER)
     site.user("boss", Role.ADMIN)
     return site

@@ -317,11 +317,7 @@ def review_site(tmp_path, fake_index, build, receiver, **alerts):
         policy={"cooldown": "0"},
         alerts={"webhook_url": receiver.url, "timeout": 10, **alerts},
     )  # fmt: skip
-    with UpstreamClient(index.url, timeout=5, retries=0) as upstream:
-        Syncer(
-            site.settings, site.db, site.storage, upstream, site.settings.policy.build(),
-            clock=site.clock,
-        ).run()  # fmt: skip
+    site.sync_from(index.url)
     assert receiver.events() == ["held", "held", "held"]  # sync delivered its own
     site.user("rev", Role.REVIEWER)
     return site

@@ -10,8 +10,6 @@ from datetime import UTC, datetime
 import pytest
 
 from mirror.db import State, TokenRole
-from mirror.sync import Syncer
-from mirror.upstream import UpstreamClient
 from tests.support.admin import AdminSite
 from tests.support.builders import make_wheel
 
@@ -34,11 +32,7 @@ def synced_site(tmp_path, fake_index, **settings):
         policy={"cooldown": "0"},
         **settings,
     )  # fmt: skip
-    with UpstreamClient(index.url, timeout=5, retries=0) as upstream:
-        Syncer(
-            site.settings, site.db, site.storage, upstream, site.settings.policy.build(),
-            clock=site.clock,
-        ).run()  # fmt: skip
+    site.sync_from(index.url)
     return site
 
 

@@ -13,6 +13,8 @@ from mirror.auth import Accounts
 from mirror.config import settings_from_mapping
 from mirror.db import Database, Role
 from mirror.storage import local_storage
+from mirror.sync import Syncer
+from mirror.upstream import UpstreamClient
 from mirror.web import create_app
 
 PASSWORD = "correct horse battery staple"
@@ -41,6 +43,14 @@ class AdminSite:
         self.clock = Clock()
         self.app = create_app(self.settings, db=self.db, storage=self.storage, clock=self.clock)
         self.accounts: Accounts = self.app.extensions["qmirror"].accounts
+
+    def sync_from(self, index_url: str) -> None:
+        """One real ``qmirror sync`` run against ``index_url``, on this site's clock."""
+        with UpstreamClient(index_url, timeout=5, retries=0) as upstream:
+            Syncer(
+                self.settings, self.db, self.storage, upstream, self.settings.policy.build(),
+                clock=self.clock,
+            ).run()  # fmt: skip
 
     def user(self, name: str, role: Role = Role.REVIEWER, password: str = PASSWORD) -> str:
         self.accounts.add_user(name, password, role, actor="test")
